@@ -1,0 +1,7 @@
+"""prodsearch: multimodal product search (catalog -> encoders -> index -> search)."""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["__version__"]
