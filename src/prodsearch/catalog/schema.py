@@ -32,7 +32,9 @@ class ColumnMapping:
         if unknown:
             from prodsearch.errors import CatalogError
 
-            raise CatalogError(f"unknown column-mapping keys {sorted(unknown)}; expected some of {sorted(known)}")
+            raise CatalogError(
+                f"unknown column-mapping keys {sorted(unknown)}; expected some of {sorted(known)}"
+            )
         return cls(**data)
 
 

@@ -50,6 +50,19 @@ def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 
 
+def weights_fingerprint(module: Any) -> str:
+    """16-hex-char hash of a torch module's ``state_dict`` (names + bytes): identifies exact weights.
+
+    Stored in encoder specs, so two checkpoints with the same name but different weights never
+    share an index, a feature cache entry or an ONNX export.
+    """
+    h = hashlib.sha256()
+    for key, t in module.state_dict().items():
+        h.update(key.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
 _REGISTRY: dict[str, tuple[Modality, Callable[..., Encoder], str]] = {}
 
 
@@ -91,7 +104,9 @@ def create_encoder(name: str, **kwargs: Any) -> Encoder:
             modality_factory = _REGISTRY[prefix.rstrip(":")][1]
             return modality_factory(name[len(prefix) :], **kwargs)
     if name not in _REGISTRY:
-        raise EncoderError(f"unknown encoder {name!r}; valid names: {', '.join(list_encoders())} (or clip:PATH, hf-clip:PATH)")
+        raise EncoderError(
+            f"unknown encoder {name!r}; valid names: {', '.join(list_encoders())} (or clip:PATH, hf-clip:PATH)"
+        )
     return _REGISTRY[name][1](**kwargs)
 
 
@@ -102,9 +117,13 @@ class Embedder:
     ``prodsearch train``), which enables cross-modal search (text query -> image vectors).
     """
 
-    def __init__(self, text: Encoder, image: Encoder | None, *, aligned: bool = False, name: str | None = None):
+    def __init__(
+        self, text: Encoder, image: Encoder | None, *, aligned: bool = False, name: str | None = None
+    ):
         if aligned and image is not None and text.dim != image.dim:
-            raise EncoderError(f"aligned encoders must share a dim, got text {text.dim} and image {image.dim}")
+            raise EncoderError(
+                f"aligned encoders must share a dim, got text {text.dim} and image {image.dim}"
+            )
         self.text = text
         self.image = image
         self.aligned = aligned

@@ -1,0 +1,74 @@
+"""Helpers shared by the benchmark scripts: percentiles, machine description, recording rows."""
+
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCH_DOC = ROOT / "docs" / "benchmarks.md"
+SHARED_CATALOG = ROOT.parent / "shared/datasets/fashion-product-images-small/styles.csv"
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    return f"{os.cpu_count()} cores {cpu}, {mem:.0f} GiB RAM, Python {platform.python_version()}"
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def pct(samples_s: list[float]) -> dict[str, float]:
+    a = np.asarray(samples_s) * 1000
+    return {
+        "p50": float(np.percentile(a, 50)),
+        "p95": float(np.percentile(a, 95)),
+        "p99": float(np.percentile(a, 99)),
+    }
+
+
+def dir_size_mb(path: Path) -> float:
+    return sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
+
+
+def git_rev() -> str:
+    try:
+        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)]
+    line = lambda r: "| " + " | ".join(str(x).ljust(w) for x, w in zip(r, widths)) + " |"  # noqa: E731
+    return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|", *map(line, rows)])
+
+
+def record(section: str, command: str, body: str) -> None:
+    """Append a dated section to docs/benchmarks.md."""
+    BENCH_DOC.parent.mkdir(exist_ok=True)
+    text = (
+        BENCH_DOC.read_text()
+        if BENCH_DOC.exists()
+        else "# Benchmarks\n\nEvery row: date, machine, command, numbers.\n"
+    )
+    text += (
+        f"\n## {section} ({date.today().isoformat()}, commit {git_rev()})\n\n"
+        f"Machine: {machine()}\n\nCommand: `{command}`\n\n{body}\n"
+    )
+    BENCH_DOC.write_text(text)

@@ -1,0 +1,367 @@
+"""Column mappings: load one from a TOML/YAML/JSON file, or detect one from the column names and values.
+
+Detection matches names case-insensitively, ignoring accents and any ``_``, ``-``, ``.`` or space, so
+``Product_ID``, ``product-id`` and ``productId`` are all ``productid``. Roles are filled in order
+id -> title -> image -> text; every remaining column that looks categorical becomes an attribute.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import unicodedata
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from prodsearch.catalog.schema import ColumnMapping
+from prodsearch.errors import CatalogError
+
+log = logging.getLogger(__name__)
+
+#: Rows of the catalog that detection looks at (the head of the file).
+DETECT_SAMPLE_ROWS = 10_000
+
+# Candidate names, normalised (see :func:`normalize_name`), in order of preference.
+ID_NAMES = (
+    "id", "sku", "productid", "itemid", "asin", "articleid", "styleid", "productsku", "itemsku",
+    "skuid", "productcode", "itemcode", "articlecode", "articlenumber", "articleno", "itemnumber",
+    "productnumber", "partnumber", "mpn", "gtin", "ean", "upc", "uid", "uuid", "code", "reference",
+    "ref", "handle", "key",
+    # fr / de / es / it / nl / pt
+    "idproduit", "codeproduit", "artikelnummer", "artikelnr", "artikelid", "produktid", "referencia",
+    "idproducto", "codigo", "codice", "codiceprodotto", "artikelcode", "codigoproduto",
+)  # fmt: skip
+TITLE_NAMES = (
+    "title", "name", "productname", "productdisplayname", "displayname", "producttitle", "itemname",
+    "itemtitle", "articlename", "articletitle", "productlabel", "label", "heading",
+    "titre", "nom", "nomproduit", "nomduproduit", "libelle", "designation",
+    "titel", "bezeichnung", "produktname", "artikelname", "artikelbezeichnung", "produkttitel",
+    "nombre", "titulo", "nombreproducto", "nombredelproducto",
+    "nome", "titolo", "nomeprodotto", "naam", "productnaam", "nazwa", "namn", "navn",
+)  # fmt: skip
+TEXT_NAMES = (
+    "description", "desc", "details", "detail", "productdescription", "itemdescription",
+    "longdescription", "shortdescription", "brand", "brandname", "bulletpoints", "bullets",
+    "features", "highlights", "summary", "about", "abouttheitem", "keywords", "tags", "material",
+    "materials", "subtitle", "body", "bodyhtml", "content", "manufacturer", "vendor", "specifications",
+    "marque", "beschreibung", "produktbeschreibung", "marke", "hersteller", "merkmale",
+    "descripcion", "marca", "fabricante", "detalles", "descrizione", "dettagli",
+    "beschrijving", "omschrijving", "merk", "descricao", "opis",
+)  # fmt: skip
+IMAGE_NAMES = (
+    "image", "imagepath", "img", "imgpath", "picture", "picturepath", "photo", "photopath", "file",
+    "filename", "filepath", "imagefile", "imagefilename", "imagename", "mainimage", "primaryimage",
+    "thumbnail", "path", "imagelocation",
+    "bild", "bildpfad", "imagen", "immagine", "foto", "afbeelding", "imagem", "zdjecie",
+)  # fmt: skip
+
+#: Technical columns (digests, links, image/file sizes) are never attributes: name fragments found
+#: anywhere, and short ones that must start or end the name ("uri" is inside "security").
+_TECHNICAL_PARTS = ("md5", "sha1", "sha256", "checksum")
+_TECHNICAL_EDGES = ("hash", "url", "uri", "href", "link", "pixel", "width", "height", "bytes", "filesize",
+                    "path", "file", "filename")  # fmt: skip
+_IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp", ".tif", ".tiff", ".avif", ".heic")
+_HEX = re.compile(
+    r"^(?:[0-9a-fA-F]{16,}|[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})$"
+)
+_INT = re.compile(r"^[+-]?\d+$")
+_FLOAT = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)$")
+_MAPPING_KEYS = ("id", "title", "text", "attributes", "image")
+
+
+def normalize_name(name: str) -> str:
+    """``"Product_Display-Name"`` -> ``"productdisplayname"``; accents dropped (``"Référence"`` -> ``"reference"``)."""
+    decomposed = unicodedata.normalize("NFKD", str(name))
+    return "".join(ch for ch in decomposed if ch.isalnum() and not unicodedata.combining(ch)).lower()
+
+
+# ---------------------------------------------------------------------------- loading
+def load_mapping(path: str | Path) -> ColumnMapping:
+    """Read a column mapping from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file.
+
+    Keys: ``id`` and ``title`` (required, column names), ``text`` and ``attributes`` (a column name or
+    a list of them), ``image`` (a column name). Raises :class:`CatalogError` naming the file and key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: column-mapping file not found")
+    suffix = path.suffix.lower()
+    try:
+        raw = path.read_text(encoding="utf-8-sig")
+        if suffix == ".toml":
+            try:
+                import tomllib
+            except ImportError:  # pragma: no cover - Python 3.10
+                from prodsearch.errors import require
+
+                tomllib = require("tomli", "toml")
+            data = tomllib.loads(raw)
+        elif suffix in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(raw)
+        elif suffix == ".json":
+            data = json.loads(raw)
+        else:
+            raise CatalogError(
+                f"{path}: unsupported column-mapping format {suffix!r}; expected .toml, .yaml, .yml or .json"
+            )
+    except CatalogError:
+        raise
+    except Exception as err:  # parse errors of three libraries; each message carries the line
+        raise CatalogError(f"{path}: cannot parse column mapping ({err.__class__.__name__}: {err})") from err
+    return mapping_from_dict(data, source=str(path))
+
+
+def mapping_from_dict(data: Any, *, source: str = "column mapping") -> ColumnMapping:
+    """Validate a plain dict (from a file or an API call) into a :class:`ColumnMapping`."""
+    if not isinstance(data, Mapping):
+        raise CatalogError(
+            f"{source}: expected a table of keys {list(_MAPPING_KEYS)}, got {type(data).__name__}"
+        )
+    unknown = [k for k in data if k not in _MAPPING_KEYS]
+    if unknown:
+        raise CatalogError(f"{source}: unknown key(s) {unknown}; expected some of {list(_MAPPING_KEYS)}")
+    for key in ("id", "title"):
+        if key not in data:
+            raise CatalogError(
+                f"{source}: missing required key {key!r} (the column holding the product {key})"
+            )
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise CatalogError(f"{source}: key {key!r} must be a column name, got {data[key]!r}")
+    lists: dict[str, list[str]] = {}
+    for key in ("text", "attributes"):
+        value = data.get(key) or []
+        if isinstance(value, str):
+            value = [value]
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise CatalogError(
+                f"{source}: key {key!r} must be a column name or a list of them, got {value!r}"
+            )
+        lists[key] = list(value)
+    image = data.get("image")
+    if image is not None and not isinstance(image, str):
+        raise CatalogError(f"{source}: key 'image' must be a column name, got {image!r}")
+    return ColumnMapping(
+        id=data["id"],
+        title=data["title"],
+        text=lists["text"],
+        attributes=lists["attributes"],
+        image=image or None,
+    )
+
+
+def check_mapping_columns(mapping: ColumnMapping, columns: Sequence[str], source: str) -> None:
+    """Raise :class:`CatalogError` if ``mapping`` names a column that ``columns`` lacks."""
+    have = set(columns)
+    named = [("id", mapping.id), ("title", mapping.title)]
+    named += [("text", c) for c in mapping.text] + [("attributes", c) for c in mapping.attributes]
+    if mapping.image:
+        named.append(("image", mapping.image))
+    missing = [f"{role}={col!r}" for role, col in named if col not in have]
+    if missing:
+        raise CatalogError(
+            f"{source}: the column mapping names missing column(s) {missing}; the file has {list(columns)}"
+        )
+
+
+# ---------------------------------------------------------------------------- detection
+def detect_mapping(df_or_columns: Any, sample_rows: Any = None) -> ColumnMapping:
+    """Guess a :class:`ColumnMapping` from column names and (optionally) sample values.
+
+    Args:
+        df_or_columns: a pandas DataFrame (its head is the sample), or a sequence of column names.
+        sample_rows: with column names, sample rows as dicts (column -> value) or as sequences
+            aligned with the columns. Without samples, attributes are not filtered by their values.
+
+    Raises:
+        CatalogError: no id or no title column; the message lists the columns and what was expected.
+    """
+    columns, sample = _columns_and_sample(df_or_columns, sample_rows)
+    dupes = sorted({c for c in columns if columns.count(c) > 1})
+    if dupes:
+        raise CatalogError(f"duplicate column name(s) {dupes} in {columns}")
+    norm = {c: normalize_name(c) for c in columns}
+    used: set[str] = set()
+
+    id_col = _pick(columns, norm, used, ID_NAMES) or _pick_suffix(columns, norm, used, ("id", "sku"), sample)
+    if id_col is None:
+        raise _not_found("id", columns, ID_NAMES)
+    used.add(id_col)
+    title_col = _pick(columns, norm, used, TITLE_NAMES) or _pick_title_fallback(columns, norm, used)
+    if title_col is None:
+        raise _not_found("title", columns, TITLE_NAMES)
+    used.add(title_col)
+    image_col = _pick_image(columns, norm, used, sample)
+    if image_col:
+        used.add(image_col)
+
+    text = [c for c in columns if c not in used and _is_text_name(norm[c])]
+    used.update(text)
+    attributes: list[str] = []
+    n_rows = len(next(iter(sample.values()), [])) if sample else 0
+    for col in columns:
+        if col in used:
+            continue
+        kind, why = _classify_rest(norm[col], sample.get(col) if sample else None, n_rows)
+        if kind == "text":
+            text.append(col)
+        elif kind == "attribute":
+            attributes.append(col)
+        else:
+            log.debug("column %r not used: %s", col, why)
+    mapping = ColumnMapping(id=id_col, title=title_col, text=text, attributes=attributes, image=image_col)
+    log.debug("detected column mapping: %s", mapping.to_dict())
+    return mapping
+
+
+def _columns_and_sample(
+    df_or_columns: Any, sample_rows: Any
+) -> tuple[list[str], dict[str, list[str]] | None]:
+    if hasattr(df_or_columns, "columns") and hasattr(df_or_columns, "head"):  # a DataFrame
+        df = df_or_columns.head(DETECT_SAMPLE_ROWS)
+        columns = [str(c) for c in df.columns]
+        sample = {str(c): [_as_str(v) for v in df[c].tolist()] for c in df.columns}
+        return columns, sample
+    columns = [str(c) for c in df_or_columns]
+    if sample_rows is None:
+        return columns, None
+    if hasattr(sample_rows, "to_dict"):  # a DataFrame of samples
+        sample_rows = sample_rows.to_dict("records")
+    rows = list(sample_rows)[:DETECT_SAMPLE_ROWS]
+    if rows and not isinstance(rows[0], Mapping):  # sequences aligned with the columns: transpose
+        width = len(columns)
+        padded = (list(r)[:width] + [""] * (width - len(r)) for r in rows)
+        return columns, {
+            c: [_as_str(v) for v in col] for c, col in zip(columns, zip(*padded, strict=True), strict=True)
+        }
+    sample: dict[str, list[str]] = {c: [] for c in columns}
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise CatalogError(f"sample rows must all be dicts or all be sequences, got {type(row).__name__}")
+        for c in columns:
+            sample[c].append(_as_str(row.get(c)))
+    return columns, sample
+
+
+def _as_str(value: Any) -> str:
+    if type(value) is str:
+        return value.strip()
+    if value is None or (isinstance(value, float) and value != value):
+        return ""
+    return str(value).strip()
+
+
+def _pick(columns: list[str], norm: dict[str, str], used: set[str], names: Sequence[str]) -> str | None:
+    by_norm: dict[str, str] = {}
+    for c in columns:
+        if c not in used:
+            by_norm.setdefault(norm[c], c)
+    for name in names:
+        if name in by_norm:
+            return by_norm[name]
+    return None
+
+
+def _pick_suffix(columns, norm, used, suffixes, sample) -> str | None:
+    """A column named like ``*id`` / ``*sku`` whose sampled values are unique and non-empty."""
+    for c in columns:
+        if c in used or not norm[c].endswith(suffixes):
+            continue
+        values = sample.get(c) if sample else None
+        if values is None or (all(values) and len(set(values)) == len(values)):
+            return c
+    return None
+
+
+def _pick_title_fallback(columns, norm, used) -> str | None:
+    for c in columns:
+        if c not in used and norm[c].endswith(("title", "titel", "titre", "titulo", "titolo")):
+            return c
+    skip = (
+        "file",
+        "image",
+        "img",
+        "brand",
+        "categ",
+        "color",
+        "colour",
+        "user",
+        "vendor",
+        "seller",
+        "shop",
+        "photo",
+    )
+    for c in columns:
+        n = norm[c]
+        if c not in used and n.endswith(("name", "nom", "nombre", "nome")) and not any(s in n for s in skip):
+            return c
+    return None
+
+
+def _looks_like_image_paths(values: list[str] | None) -> bool:
+    filled = [v for v in (values or []) if v]
+    if not filled:
+        return False
+    hits = sum(v.lower().split("?")[0].endswith(_IMAGE_EXTS) for v in filled)
+    return hits >= 0.8 * len(filled)
+
+
+def _pick_image(columns, norm, used, sample) -> str | None:
+    candidates = [c for c in columns if c not in used and norm[c] in IMAGE_NAMES]
+    candidates.sort(key=lambda c: IMAGE_NAMES.index(norm[c]))
+    if sample:
+        # prefer a named column whose values are image files; else any column whose values are
+        for c in candidates:
+            if _looks_like_image_paths(sample.get(c)):
+                return c
+        for c in columns:
+            if c not in used and _looks_like_image_paths(sample.get(c)):
+                return c
+    return candidates[0] if candidates else None
+
+
+def _is_text_name(n: str) -> bool:
+    return n in TEXT_NAMES or any(p in n for p in ("description", "beschreibung", "bullet"))
+
+
+def _is_technical(n: str) -> bool:
+    return (
+        any(p in n for p in _TECHNICAL_PARTS)
+        or n.startswith(_TECHNICAL_EDGES)
+        or n.endswith(_TECHNICAL_EDGES)
+        or n in ("w", "h")
+    )
+
+
+def _classify_rest(n: str, values: list[str] | None, n_rows: int) -> tuple[str, str]:
+    """``("attribute" | "text" | "skip", why)`` for a column that is not id/title/image/named text."""
+    if _is_technical(n):
+        return "skip", "technical column name"
+    if values is None:
+        return "attribute", "no sample values to check"
+    filled = [v for v in values if v]
+    if not filled:
+        return "skip", "empty in the sample"
+    if sum(bool(_HEX.match(v)) for v in filled) >= 0.9 * len(filled):
+        return "skip", "values look like hex digests / UUIDs"
+    if all(_INT.match(v) or _FLOAT.match(v) for v in filled) and any(_FLOAT.match(v) for v in filled):
+        return "skip", "non-integer numbers (a measure, not a category)"
+    mean_len = sum(map(len, filled)) / len(filled)
+    if mean_len >= 40 and sum(" " in v for v in filled) >= 0.8 * len(filled):
+        return "text", "long free text"
+    distinct = len(set(filled))
+    cap = max(50, int(0.05 * n_rows))
+    if distinct <= cap:
+        return "attribute", f"{distinct} distinct values"
+    return "skip", f"{distinct} distinct values in {n_rows} rows (more than {cap}: not categorical)"
+
+
+def _not_found(role: str, columns: list[str], names: Sequence[str]) -> CatalogError:
+    return CatalogError(
+        f"cannot detect the product {role} column among {columns}; expected a column named like "
+        f"{list(names[:8])} (case, accents, '_', '-' and spaces ignored). Write a column-mapping file "
+        f"(TOML/YAML/JSON with keys id, title, text, attributes, image) and pass it with --mapping"
+    )

@@ -1,0 +1,350 @@
+"""The ``prodsearch`` command line: each command is a thin call into the library."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from prodsearch.errors import ProdsearchError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Multimodal product search.",
+)
+log = logging.getLogger("prodsearch")
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
+
+
+def _fail(msg: str, code: int = 2) -> None:
+    typer.echo(f"error: {msg}", err=True)
+    raise typer.Exit(code)
+
+
+def _mapping(path: Path | None):
+    if path is None:
+        return None
+    from prodsearch.catalog.mapping import load_mapping
+
+    return load_mapping(path)
+
+
+Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+
+
+@app.command()
+def index(
+    catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .jsonl or .parquet.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Index folder (created or updated).")],
+    mapping: Annotated[Optional[Path], typer.Option(help="Column mapping file (TOML/YAML/JSON).")] = None,
+    model: Annotated[
+        Optional[str], typer.Option(help="A `prodsearch train` run folder, or clip:PATH / hf-clip:PATH.")
+    ] = None,
+    text_encoder: Annotated[
+        str, typer.Option(help="Text encoder name (see `prodsearch encoders`).")
+    ] = "minilm",
+    image_encoder: Annotated[
+        str, typer.Option(help="Image encoder name, or 'none' for text only.")
+    ] = "efficientnet-lite0",
+    image_size: Annotated[
+        Optional[int], typer.Option(help="Image encoder input size in pixels (default: the model's own).")
+    ] = None,
+    strict: Annotated[bool, typer.Option(help="Fail on the first bad row instead of skipping it.")] = False,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N catalog rows.")] = None,
+    keep_missing: Annotated[
+        bool, typer.Option(help="Keep products that are no longer in the catalog.")
+    ] = False,
+    index_kind: Annotated[str, typer.Option(help="Vector index: auto, flat (exact) or hnsw.")] = "auto",
+    verbose: Verbose = False,
+) -> None:
+    """Ingest a catalog into an index folder (incremental: unchanged products cost nothing)."""
+    _setup_logging(verbose)
+    from prodsearch.search.builder import build_index
+    from prodsearch.search.recipe import EmbedderRecipe
+
+    recipe = EmbedderRecipe(
+        model=model,
+        text_encoder=text_encoder,
+        image_encoder=None if image_encoder == "none" else image_encoder,
+        image_options={"image_size": image_size} if image_size else {},
+    )
+    rep = build_index(
+        catalog,
+        out,
+        mapping=_mapping(mapping),
+        recipe=recipe,
+        strict=strict,
+        limit=limit,
+        delete_missing=not keep_missing,
+        index_kind=index_kind,
+        progress=True,
+    )
+    typer.echo(
+        f"{rep.index}: {rep.accepted}/{rep.rows} rows accepted, {rep.rejected} rejected; "
+        f"added {rep.added}, updated {rep.updated}, unchanged {rep.unchanged}, deleted {rep.deleted}; "
+        f"encoded {rep.encoded_text} texts, {rep.encoded_images} images in {rep.timings.get('total', 0):.1f}s"
+    )
+    if rep.rejected:
+        typer.echo(rep.problems_summary)
+        typer.echo(f"full report: {Path(rep.index) / 'ingest-report.json'}")
+
+
+def _print_results(resp: Any, as_json: bool) -> None:
+    if as_json:
+        typer.echo(json.dumps(resp.to_dict(), indent=2, ensure_ascii=False))
+        return
+    if not resp.results:
+        typer.echo("no results")
+        return
+    typer.echo(f"{'#':>3}  {'score':>7}  {'id':<12} title  [attributes]")
+    for r in resp.results:
+        attrs = ", ".join(f"{v}" for v in list(r.attributes.values())[:5] if v)
+        typer.echo(f"{r.rank:>3}  {r.score:7.4f}  {r.id:<12} {r.title}  [{attrs}]")
+        if r.explanation is not None:
+            e = r.explanation
+            sims = ", ".join(f"{s}={v:.3f}" for s, v in e.similarities.items())
+            terms = ", ".join(e.matched_terms)
+            typer.echo(f"{'':>24} {sims}" + (f"; terms: {terms}" if terms else ""))
+
+
+@app.command()
+def search(
+    index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")],
+    text: Annotated[Optional[str], typer.Argument(help="Query text.")] = None,
+    image: Annotated[Optional[Path], typer.Option("--image", help="Query photo.")] = None,
+    k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
+    offset: Annotated[int, typer.Option(help="Skip this many results (paging).")] = 0,
+    mode: Annotated[str, typer.Option(help="hybrid, lexical, text or image.")] = "hybrid",
+    filter_: Annotated[
+        Optional[str], typer.Option("--filter", help='JSON filter, e.g. \'{"gender": "Men"}\'.')
+    ] = None,
+    not_: Annotated[Optional[str], typer.Option("--not", help="Move results away from this text.")] = None,
+    explain: Annotated[bool, typer.Option(help="Show why each result matched.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Search an index by text, by photo, or both."""
+    _setup_logging(verbose)
+    from prodsearch.search.engine import Engine
+
+    filters = None
+    if filter_:
+        try:
+            filters = json.loads(filter_)
+        except json.JSONDecodeError as err:
+            _fail(f"--filter is not valid JSON: {err}")
+    img = None
+    if image is not None:
+        from prodsearch.catalog.images import load_image
+
+        img = load_image(image, name=f"query image {image}")
+    with Engine.open(index_dir) as engine:
+        resp = engine.search(
+            text, img, k=k, offset=offset, mode=mode, filters=filters, negative=not_, explain=explain
+        )
+        _print_results(resp, as_json)
+
+
+@app.command()
+def similar(
+    index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")],
+    product_id: Annotated[str, typer.Argument(help="Product id.")],
+    by: Annotated[str, typer.Option(help="fused, image or text.")] = "fused",
+    k: Annotated[int, typer.Option("-k")] = 10,
+    as_json: Annotated[bool, typer.Option("--json")] = False,
+) -> None:
+    """Products similar to a product."""
+    from prodsearch.search.engine import Engine
+
+    with Engine.open(index_dir) as engine:
+        _print_results(engine.similar(product_id, by=by, k=k), as_json)
+
+
+@app.command()
+def info(index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")]) -> None:
+    """Describe an index: size, encoders, mapping."""
+    from prodsearch.search.engine import Engine
+
+    with Engine.open(index_dir) as engine:
+        typer.echo(json.dumps(engine.info(), indent=2, ensure_ascii=False))
+
+
+@app.command()
+def encoders() -> None:
+    """List the built-in encoders."""
+    from prodsearch.encoders.base import describe_encoders
+
+    for e in describe_encoders():
+        typer.echo(f"{e['name']:<24} {e['modality']:<6} {e['description']}")
+
+
+def find_demo_catalog() -> Path | None:
+    """The shared fashion catalog: $PRODSEARCH_DEMO_CATALOG, else a `shared/datasets/...` folder next
+    to the current directory or the source checkout, walking up."""
+    env = os.environ.get("PRODSEARCH_DEMO_CATALOG")
+    if env:
+        return Path(env)
+    rel = Path("shared/datasets/fashion-product-images-small/styles.csv")
+    for start in (Path.cwd(), Path(__file__).resolve()):
+        for parent in [start, *start.parents]:
+            if (parent / rel).is_file():
+                return parent / rel
+    return None
+
+
+@app.command()
+def demo(
+    full: Annotated[bool, typer.Option(help="Index the whole catalog instead of a sample.")] = False,
+    limit: Annotated[int, typer.Option(help="Sample size when not --full.")] = 3000,
+    catalog: Annotated[
+        Optional[Path], typer.Option(help="Catalog file (default: the shared fashion catalog).")
+    ] = None,
+    serve: Annotated[bool, typer.Option(help="Start the web page and HTTP API after the searches.")] = True,
+    port: Annotated[int, typer.Option()] = 8000,
+    train: Annotated[
+        bool, typer.Option(help="Train projection heads on the fly for cross-modal search.")
+    ] = True,
+) -> None:
+    """Index the shared fashion catalog (cached), run example searches, then serve the web page."""
+    _setup_logging(False)
+    from prodsearch.demo import run_demo
+
+    catalog = catalog or find_demo_catalog()
+    if catalog is None or not Path(catalog).is_file():
+        _fail(
+            "demo catalog not found: set PRODSEARCH_DEMO_CATALOG to .../fashion-product-images-small/styles.csv"
+        )
+    run_demo(Path(catalog), limit=None if full else limit, serve=serve, port=port, train=train)
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def train(
+    ctx: typer.Context,
+    catalog: Annotated[Path, typer.Argument(help="Catalog file.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
+    config: Annotated[Optional[Path], typer.Option(help="Config file (TOML/YAML/JSON).")] = None,
+    resume: Annotated[bool, typer.Option(help="Resume the run in --out from its last checkpoint.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace a different run already in --out.")] = False,
+    verbose: Verbose = False,
+) -> None:
+    """Fine-tune text and image towers on the catalog's (title, image) pairs. Extra `--field value`
+    flags override config fields (see `prodsearch train-options`)."""
+    _setup_logging(verbose)
+    from prodsearch.training.main import train_from_cli
+
+    overrides = _parse_overrides(ctx.args)
+    res = train_from_cli(
+        catalog, out, config_path=config, overrides=overrides, resume=resume, overwrite=overwrite
+    )
+    typer.echo(str(res))
+
+
+@app.command("train-options")
+def train_options() -> None:
+    """List the training config fields, defaults and help."""
+    import dataclasses
+
+    from prodsearch.training.config import TrainConfig
+
+    for f in dataclasses.fields(TrainConfig):
+        default = (
+            f.default
+            if f.default is not dataclasses.MISSING
+            else (f.default_factory() if f.default_factory is not dataclasses.MISSING else None)
+        )  # type: ignore[misc]
+        typer.echo(f"--{f.name.replace('_', '-'):<28} {default!r:<18} {f.metadata.get('help', '')}")
+
+
+def _parse_overrides(args: list[str]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if not a.startswith("--"):
+            _fail(f"unexpected argument {a!r}; config overrides look like --field value")
+        key = a[2:]
+        if "=" in key:
+            key, val = key.split("=", 1)
+        elif i + 1 < len(args) and not args[i + 1].startswith("--"):
+            val = args[i + 1]
+            i += 1
+        else:
+            val = "true"
+        out[key.replace("-", "_")] = val
+        i += 1
+    return out
+
+
+@app.command()
+def evaluate(
+    target: Annotated[
+        Path, typer.Argument(help="An index folder or a catalog file.", metavar="INDEX_OR_CATALOG")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
+    model: Annotated[
+        Optional[list[str]], typer.Option(help="A training run to compare (repeatable).")
+    ] = None,
+    mapping: Annotated[Optional[Path], typer.Option(help="Column mapping file.")] = None,
+    protocols: Annotated[
+        Optional[str], typer.Option(help="Comma-separated protocols (default: all).")
+    ] = None,
+    slice_by: Annotated[Optional[str], typer.Option(help="Attribute to break metrics down by.")] = None,
+    seed: Annotated[int, typer.Option()] = 0,
+    max_queries: Annotated[int, typer.Option()] = 2000,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N catalog rows.")] = None,
+    verbose: Verbose = False,
+) -> None:
+    """Evaluate retrieval (title->image, attribute queries, image->product, zero-shot) with baselines."""
+    _setup_logging(verbose)
+    from prodsearch.evaluation.runner import run_evaluation
+
+    run_evaluation(
+        target,
+        out,
+        models=tuple(model or ()),
+        mapping=_mapping(mapping),
+        protocols=protocols.split(",") if protocols else None,
+        slice_by=slice_by,
+        seed=seed,
+        max_queries=max_queries,
+        limit=limit,
+        progress=True,
+    )
+    typer.echo(f"report written to {out}/ (metrics.json, report.md, report.html)")
+
+
+@app.command()
+def serve(
+    index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")],
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Start the HTTP API and web page."""
+    from prodsearch.service.app import run_server
+
+    run_server(index_dir, host=host, port=port)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: domain errors print one line (no traceback) and exit 2."""
+    try:
+        app(args=argv, standalone_mode=True)
+    except ProdsearchError as err:
+        typer.echo(f"error: {err}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,519 @@
+"""The search engine over one index folder: text, image and text+image queries, hybrid ranking,
+filters and facets, similar products, recommendations, explanations, and live updates.
+
+Signals (each a ranked list of products):
+  * ``lexical``: BM25 over product text (text queries only);
+  * ``text``:    query vector vs product-text vectors;
+  * ``image``:   query vector vs product-image vectors.
+A text query reaches image vectors (and an image query reaches text vectors) only when the
+embedder is *aligned* (CLIP or a ``prodsearch train`` run). Signals are fused by RRF (default) or
+a normalised weighted sum; both are pure functions in :mod:`prodsearch.index.fusion`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prodsearch.catalog.schema import Product
+from prodsearch.encoders.base import Embedder, l2_normalize
+from prodsearch.errors import ProductNotFoundError, QueryError
+from prodsearch.search import layout
+from prodsearch.search.recipe import EmbedderRecipe
+from prodsearch.search.results import Explanation, SearchResponse, SearchResult
+
+log = logging.getLogger(__name__)
+
+MODES = ("hybrid", "lexical", "text", "image")
+FUSIONS = ("rrf", "weighted")
+#: Default per-signal weights; chosen with the evaluation harness (docs/benchmarks.md).
+DEFAULT_WEIGHTS = {"lexical": 1.0, "text": 1.0, "image": 1.0}
+#: How many candidates each signal contributes before fusion (at least k + offset).
+CANDIDATES = 200
+
+
+class Engine:
+    """Search one index folder. Open with :meth:`Engine.open`; thread-safe for concurrent reads,
+    writes (``upsert``/``delete``) are serialised and saved atomically."""
+
+    def __init__(
+        self,
+        root: Path,
+        manifest: layout.Manifest,
+        embedder: Embedder | None,
+        store: Any,
+        vectors: dict[str, Any],
+        lexical: Any,
+    ):
+        self.root = root
+        self.manifest = manifest
+        self._embedder = embedder
+        self.store = store
+        self.vectors = vectors
+        self.lexical = lexical
+        self._write_lock = threading.RLock()
+        self._refresh_attributes()
+
+    # ------------------------------------------------------------------ opening
+    @classmethod
+    def open(cls, path: str | Path, *, embedder: Embedder | None = None, lazy_model: bool = True) -> Engine:
+        """Open an index folder. The embedder is rebuilt from the manifest's recipe (lazily, on the
+        first query that needs it) unless given; either way it must match the index's encoder spec."""
+        from prodsearch.catalog.store import ProductStore
+        from prodsearch.index.lexical import LexicalIndex
+        from prodsearch.index.vector import VectorIndex
+
+        root = Path(path)
+        manifest = layout.Manifest.load(root)
+        if embedder is not None:
+            embedder.check_compatible(manifest.embedder, where=f"index {root}")
+        store = ProductStore(root / layout.STORE)
+        vectors = {}
+        for kind in layout.VECTOR_KINDS:
+            if (root / layout.VECTORS / f"{kind}.json").exists():
+                vectors[kind] = VectorIndex.load(root / layout.VECTORS, kind)
+        lexical = LexicalIndex.load(root / layout.LEXICAL)
+        engine = cls(root, manifest, embedder, store, vectors, lexical)
+        if not lazy_model:
+            _ = engine.embedder
+        return engine
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            recipe = EmbedderRecipe.from_dict(self.manifest.settings.get("recipe", {}))
+            emb = recipe.build()
+            emb.check_compatible(self.manifest.embedder, where=f"index {self.root}")
+            self._embedder = emb
+        return self._embedder
+
+    @property
+    def aligned(self) -> bool:
+        return bool(self.manifest.embedder.get("aligned"))
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Engine:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return len(self.store)
+
+    def info(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "index": str(self.root),
+            "products": len(self.store),
+            "vectors": {k: len(v) for k, v in self.vectors.items()},
+            "embedder": m.embedder.get("name"),
+            "aligned": self.aligned,
+            "model_run": m.model_run,
+            "mapping": m.mapping,
+            "source": m.source,
+            "attributes": self.attribute_fields,
+            "updated_at": m.updated_at,
+        }
+
+    # ------------------------------------------------------------------ attributes / filters
+    def _refresh_attributes(self) -> None:
+        iids, table = self.store.attribute_table()
+        self._attr_iids = np.asarray(iids, dtype=np.int64)
+        self._attr_table = table
+        self.attribute_fields = sorted(table)
+
+    def _filter_mask(self, filters: Any) -> np.ndarray | None:
+        if filters is None or filters == {} or filters == []:
+            return None
+        from prodsearch.index.filters import evaluate, parse_filter
+
+        flt = parse_filter(filters, valid_fields=self.attribute_fields)
+        return evaluate(flt, self._attr_table)
+
+    def facets(
+        self,
+        fields: Sequence[str] | None = None,
+        *,
+        filters: Any = None,
+        iids: np.ndarray | None = None,
+        top: int | None = 20,
+    ) -> dict[str, list[tuple[str, int]]]:
+        """Facet counts over the products passing ``filters`` (and, if given, among ``iids``)."""
+        from prodsearch.index.filters import facet_counts
+
+        fields = list(fields) if fields else self.attribute_fields
+        unknown = [f for f in fields if f not in self._attr_table]
+        if unknown:
+            raise QueryError(f"unknown facet field(s) {unknown}; valid fields: {self.attribute_fields}")
+        mask = self._filter_mask(filters)
+        if iids is not None:
+            sel = np.isin(self._attr_iids, iids)
+            mask = sel if mask is None else (mask & sel)
+        return facet_counts(self._attr_table, fields, mask=mask, top=top)
+
+    # ------------------------------------------------------------------ queries
+    def _encode_query(
+        self,
+        text: str | None,
+        image: Any,
+        negative: str | None,
+        image_weight: float,
+        negative_weight: float,
+        timings: dict[str, float],
+    ) -> dict[str, np.ndarray]:
+        """Return a query vector per vector kind that the query can reach."""
+        t = time.perf_counter()
+        emb = self.embedder
+        q_text = emb.encode_text([text])[0] if text else None
+        q_img = None
+        if image is not None:
+            if emb.image is None or "image" not in self.vectors:
+                raise QueryError("this index has no image encoder; image queries are not supported")
+            q_img = emb.encode_images([image])[0]
+        q_neg = emb.encode_text([negative])[0] if negative else None
+        timings["encode"] = time.perf_counter() - t
+
+        out: dict[str, np.ndarray] = {}
+        if self.aligned:
+            parts = [
+                (v, w) for v, w in ((q_text, 1.0 - image_weight), (q_img, image_weight)) if v is not None
+            ]
+            if len(parts) == 1:
+                q = parts[0][0]
+            else:
+                q = sum(w * v for v, w in parts)
+            if q_neg is not None:
+                q = q - negative_weight * q_neg  # "not leather": a negative query term, as in Marqo
+            q = l2_normalize(q[None])[0]
+            out = {kind: q for kind in self.vectors}
+        else:
+            if q_text is not None and "text" in self.vectors:
+                q = q_text if q_neg is None else l2_normalize((q_text - negative_weight * q_neg)[None])[0]
+                out["text"] = q
+            if q_img is not None:
+                out["image"] = q_img
+        return out
+
+    def search(
+        self,
+        text: str | None = None,
+        image: Any = None,
+        *,
+        k: int = 10,
+        offset: int = 0,
+        filters: Any = None,
+        mode: str = "hybrid",
+        weights: dict[str, float] | None = None,
+        fusion: str = "rrf",
+        image_weight: float = 0.5,
+        negative: str | None = None,
+        negative_weight: float = 1.0,
+        explain: bool = False,
+        facets: Sequence[str] | bool | None = None,
+    ) -> SearchResponse:
+        """Search by ``text``, ``image`` (PIL image, path or bytes) or both.
+
+        ``mode``: "hybrid" fuses every signal the query reaches; "lexical", "text" or "image" uses one.
+        ``weights``: per-signal fusion weights (default :data:`DEFAULT_WEIGHTS`).
+        ``filters``: a filter object (see :func:`prodsearch.index.filters.parse_filter`).
+        ``image_weight``: for text+image queries in an aligned space, the image's share of the query vector.
+        ``negative``: text whose meaning results should move away from (e.g. "leather"); its unit
+        vector times ``negative_weight`` is subtracted from the query vector (Marqo's negative terms).
+        """
+        text = text.strip() if isinstance(text, str) else text
+        if not text and image is None:
+            raise QueryError("empty query: give a text, an image, or both")
+        if mode not in MODES:
+            raise QueryError(f"unknown mode {mode!r}; expected one of {MODES}")
+        if fusion not in FUSIONS:
+            raise QueryError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
+        if k < 1 or offset < 0:
+            raise QueryError(f"k must be >= 1 and offset >= 0, got k={k}, offset={offset}")
+        if not 0.0 <= image_weight <= 1.0:
+            raise QueryError(f"image_weight must be in [0, 1], got {image_weight}")
+        w = dict(DEFAULT_WEIGHTS)
+        if weights:
+            bad = set(weights) - set(DEFAULT_WEIGHTS)
+            if bad:
+                raise QueryError(f"unknown weight(s) {sorted(bad)}; signals are {sorted(DEFAULT_WEIGHTS)}")
+            w.update({s: float(v) for s, v in weights.items()})
+
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        mask = self._filter_mask(filters)
+        allowed = self._attr_iids[mask] if mask is not None else None
+        timings["filter"] = time.perf_counter() - t
+
+        depth = max(CANDIDATES, k + offset)
+        rankings: dict[str, Any] = {}
+        want = {"hybrid": ("lexical", "text", "image")}.get(mode, (mode,))
+        needs_vectors = any(s in want for s in ("text", "image"))
+        qvecs = (
+            self._encode_query(text, image, negative, image_weight, negative_weight, timings)
+            if needs_vectors
+            else {}
+        )
+        if "lexical" in want and text:
+            t = time.perf_counter()
+            rankings["lexical"] = self.lexical.search(text, depth, allowed=allowed)
+            timings["lexical"] = time.perf_counter() - t
+        t = time.perf_counter()
+        for kind in ("text", "image"):
+            if kind in want and kind in qvecs:
+                rankings[kind] = self.vectors[kind].search(qvecs[kind][None], depth, allowed=allowed)[0]
+        timings["ann"] = time.perf_counter() - t
+        if not rankings:
+            raise QueryError(
+                f"mode {mode!r} cannot serve this query (signals reachable: {sorted(qvecs) or ['lexical'] if text else sorted(qvecs)}"
+                f"; text->image needs an aligned model such as a `prodsearch train` run)"
+            )
+        return self._finish(rankings, w, fusion, k, offset, text, timings, mode, explain, facets, qvecs)
+
+    def _finish(
+        self,
+        rankings: dict[str, Any],
+        weights: dict[str, float],
+        fusion: str,
+        k: int,
+        offset: int,
+        text: str | None,
+        timings: dict[str, float],
+        mode: str,
+        explain: bool,
+        facets: Sequence[str] | bool | None,
+        qvecs: dict[str, np.ndarray],
+        exclude: Sequence[int] = (),
+    ) -> SearchResponse:
+        from prodsearch.index.fusion import rrf, weighted_sum
+
+        t = time.perf_counter()
+        active = {s: h for s, h in rankings.items() if weights.get(s, 1.0) > 0}
+        if not active:
+            raise QueryError("every signal this query reaches has weight 0")
+        if len(active) == 1:
+            ((sig, hits),) = active.items()
+            fused_iids, fused_scores = np.asarray(hits.iids), np.asarray(hits.scores, dtype=np.float32)
+            contrib = {int(i): {sig: float(s)} for i, s in zip(fused_iids, fused_scores)}
+        else:
+            fn = rrf if fusion == "rrf" else weighted_sum
+            fused, contrib = fn(active, {s: weights[s] for s in active})
+            fused_iids, fused_scores = np.asarray(fused.iids), np.asarray(fused.scores, dtype=np.float32)
+        if len(exclude):
+            keep = ~np.isin(fused_iids, np.asarray(exclude))
+            fused_iids, fused_scores = fused_iids[keep], fused_scores[keep]
+        timings["fuse"] = time.perf_counter() - t
+
+        page = slice(offset, offset + k)
+        iids, scores = fused_iids[page], fused_scores[page]
+        products = self.store.by_iids(iids.tolist())
+        results = []
+        for rank, (iid, score, p) in enumerate(
+            zip(iids.tolist(), scores.tolist(), products), start=offset + 1
+        ):
+            expl = (
+                self._explain(iid, p, contrib.get(int(iid), {}), rankings, text, qvecs) if explain else None
+            )
+            results.append(
+                SearchResult(
+                    id=p.id,
+                    score=float(score),
+                    rank=rank,
+                    title=p.title,
+                    attributes=p.attributes,
+                    text=p.text,
+                    image_path=p.image_path,
+                    explanation=expl,
+                )
+            )
+        fac = None
+        if facets:
+            fields = None if facets is True else list(facets)
+            fac = self.facets(fields, iids=fused_iids)
+        return SearchResponse(
+            results=results,
+            mode=mode,
+            signals=sorted(active),
+            candidates=len(fused_iids),
+            timings=timings,
+            facets=fac,
+        )
+
+    def _explain(
+        self,
+        iid: int,
+        product: Product,
+        contributions: dict[str, float],
+        rankings: dict[str, Any],
+        text: str | None,
+        qvecs: dict[str, np.ndarray],
+    ) -> Explanation:
+        sims: dict[str, float] = {}
+        for kind, q in qvecs.items():
+            if kind in rankings and iid in self.vectors[kind]:
+                sims[kind] = float(self.vectors[kind].get(np.asarray([iid]))[0] @ q)
+        if "lexical" in rankings:
+            lex = rankings["lexical"]
+            hit = np.nonzero(np.asarray(lex.iids) == iid)[0]
+            sims["lexical"] = float(np.asarray(lex.scores)[hit[0]]) if len(hit) else 0.0
+        terms = self.lexical.matched_terms(text, product.full_text()) if text else []
+        return Explanation(
+            contributions={s: float(v) for s, v in contributions.items()},
+            similarities=sims,
+            matched_terms=terms,
+            matched_attributes=matched_attributes(text, product.attributes),
+        )
+
+    # ------------------------------------------------------------------ item-to-item
+    def _stored_vector(self, kind: str, iid: int) -> np.ndarray | None:
+        vi = self.vectors.get(kind)
+        if vi is None or iid not in vi:
+            return None
+        return vi.get(np.asarray([iid]))[0]
+
+    def similar(
+        self, product_id: str, *, by: str = "fused", k: int = 10, filters: Any = None, explain: bool = False
+    ) -> SearchResponse:
+        """Products similar to ``product_id`` by its image vector, its text vector, or both fused."""
+        return self.recommend([product_id], k=k, by=by, filters=filters, explain=explain)
+
+    def recommend(
+        self,
+        positive: Sequence[str],
+        negative: Sequence[str] = (),
+        *,
+        by: str = "fused",
+        k: int = 10,
+        filters: Any = None,
+        explain: bool = False,
+    ) -> SearchResponse:
+        """Recommendations from products a shopper viewed (``positive``) and disliked (``negative``):
+        the mean of the positive vectors minus half the mean of the negative ones, per vector kind
+        (Qdrant's "average_vector" strategy); the input products are excluded."""
+        if by not in ("fused", "image", "text"):
+            raise QueryError(f"by must be 'fused', 'image' or 'text', got {by!r}")
+        if not positive:
+            raise QueryError("recommend needs at least one positive product id")
+        pos_iids = self._iids_or_raise(positive)
+        neg_iids = self._iids_or_raise(negative) if negative else []
+        kinds = [k_ for k_ in ("text", "image") if by in ("fused", k_) and k_ in self.vectors]
+        timings: dict[str, float] = {}
+        t = time.perf_counter()
+        mask = self._filter_mask(filters)
+        allowed = self._attr_iids[mask] if mask is not None else None
+        timings["filter"] = time.perf_counter() - t
+        rankings, qvecs = {}, {}
+        t = time.perf_counter()
+        depth = CANDIDATES + len(pos_iids) + len(neg_iids)
+        for kind in kinds:
+            pv = [v for v in (self._stored_vector(kind, i) for i in pos_iids) if v is not None]
+            if not pv:
+                continue
+            q = np.mean(pv, axis=0)
+            nv = [v for v in (self._stored_vector(kind, i) for i in neg_iids) if v is not None]
+            if nv:
+                q = q - 0.5 * np.mean(nv, axis=0)
+            q = l2_normalize(q[None])[0]
+            qvecs[kind] = q
+            rankings[kind] = self.vectors[kind].search(q[None], depth, allowed=allowed)[0]
+        timings["ann"] = time.perf_counter() - t
+        if not rankings:
+            raise QueryError(f"the given products have no {by} vectors")
+        return self._finish(
+            rankings,
+            dict(DEFAULT_WEIGHTS),
+            "rrf",
+            k,
+            0,
+            None,
+            timings,
+            f"similar:{by}",
+            explain,
+            None,
+            qvecs,
+            exclude=list(pos_iids) + list(neg_iids),
+        )
+
+    def _iids_or_raise(self, ids: Sequence[str]) -> list[int]:
+        missing = [i for i in ids if i not in self.store]
+        if missing:
+            raise ProductNotFoundError(f"unknown product id(s): {', '.join(map(repr, missing[:10]))}")
+        return list(self.store.iid_of(list(ids)))
+
+    def get(self, product_id: str) -> Product:
+        return self.store.get(product_id)
+
+    # ------------------------------------------------------------------ live updates
+    def upsert(self, products: Sequence[Product]) -> dict[str, int]:
+        """Add or update products (already validated, images checked) and persist atomically.
+
+        Vectors are computed before anything is written, so a failure (e.g. an encoder error)
+        leaves the index exactly as it was.
+        """
+        from prodsearch.search.builder import encode_products
+
+        products = list(products)
+        with self._write_lock:
+            encoded = encode_products(self.embedder, products)
+            res = self.store.upsert(products)
+            iids = np.asarray(self.store.iid_of([p.id for p in products]), dtype=np.int64)
+            for kind, vi in self.vectors.items():
+                if kind in encoded:
+                    pos, vecs = encoded[kind]
+                    vi.add(iids[pos], vecs)
+                if kind == "image":
+                    gone = [
+                        int(iids[i])
+                        for i, p in enumerate(products)
+                        if not p.image_path and int(iids[i]) in vi
+                    ]
+                    if gone:
+                        vi.remove(np.asarray(gone, dtype=np.int64))
+            self.lexical.add(iids, [p.full_text() for p in products])
+            self._persist()
+            return {"added": len(res.added), "updated": len(res.updated), "unchanged": len(res.unchanged)}
+
+    def delete(self, ids: Sequence[str]) -> int:
+        """Delete products by id (unknown ids raise :class:`ProductNotFoundError`, nothing deleted)."""
+        with self._write_lock:
+            iids = np.asarray(self.store.delete(list(ids)), dtype=np.int64)
+            for vi in self.vectors.values():
+                present = np.asarray([i for i in iids.tolist() if i in vi], dtype=np.int64)
+                if len(present):
+                    vi.remove(present)
+            self.lexical.remove(iids)
+            self._persist()
+            return len(iids)
+
+    def _persist(self) -> None:
+        for kind, vi in self.vectors.items():
+            vi.save(self.root / layout.VECTORS, kind)
+        self.lexical.save(self.root / layout.LEXICAL)
+        self.manifest.counts = {"products": len(self.store), **{k: len(v) for k, v in self.vectors.items()}}
+        self.manifest.save(self.root)
+        self._refresh_attributes()
+
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def matched_attributes(text: str | None, attributes: dict[str, str]) -> dict[str, str]:
+    """Attributes whose whole value (all its words) occurs in the query text, case-insensitively."""
+    if not text:
+        return {}
+    q = set(_WORD.findall(text.lower()))
+    out = {}
+    for field, value in attributes.items():
+        words = _WORD.findall(str(value).lower())
+        if words and all(w in q for w in words):
+            out[field] = value
+    return out

@@ -1,0 +1,54 @@
+"""How to (re)create the embedder an index was built with.
+
+The manifest stores both the embedder's full ``spec`` (checked on open) and this small recipe
+(used to rebuild the embedder), so ``Engine.open(dir)`` needs no arguments and can never pair an
+index with the wrong encoder.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from prodsearch.encoders.base import Embedder, create_encoder
+from prodsearch.errors import EncoderError
+
+DEFAULT_TEXT_ENCODER = "minilm"
+DEFAULT_IMAGE_ENCODER = "efficientnet-lite0"
+
+
+@dataclass
+class EmbedderRecipe:
+    """``model`` is a ``prodsearch train`` run folder or a ``clip:``/``hf-clip:`` checkpoint; otherwise
+    the two named encoders are used side by side (not aligned: no cross-modal ranking)."""
+
+    model: str | None = None
+    text_encoder: str = DEFAULT_TEXT_ENCODER
+    image_encoder: str | None = DEFAULT_IMAGE_ENCODER
+    image_options: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> EmbedderRecipe:
+        return cls(**{k: v for k, v in data.items() if k in cls.__dataclass_fields__})
+
+    def build(self) -> Embedder:
+        if self.model:
+            if self.model.startswith(("clip:", "hf-clip:")):
+                from prodsearch.encoders.clip import load_clip_embedder
+
+                return load_clip_embedder(self.model)
+            run = Path(self.model)
+            if not run.is_dir():
+                raise EncoderError(
+                    f"--model {self.model!r}: not a training run folder nor a clip:/hf-clip: checkpoint"
+                )
+            from prodsearch.training.embedder import load_trained_embedder
+
+            return load_trained_embedder(run)
+        text = create_encoder(self.text_encoder)
+        image = create_encoder(self.image_encoder, **self.image_options) if self.image_encoder else None
+        return Embedder(text, image, aligned=False)

@@ -1,0 +1,142 @@
+"""Request and response models of the HTTP API (separate models for what comes in and goes out)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Mode = Literal["hybrid", "lexical", "text", "image"]
+Fusion = Literal["rrf", "weighted"]
+By = Literal["fused", "image", "text"]
+AttrValue = str | int | float | bool
+
+
+class _In(BaseModel):
+    # Unknown fields are an error that names them, not silently ignored.
+    model_config = ConfigDict(extra="forbid")
+
+
+class SearchRequest(_In):
+    """A search by text, image (base64 in JSON, or a file in a multipart upload) or both."""
+
+    text: str | None = Field(None, description="Query text.", examples=["red summer dress"])
+    image: str | None = Field(None, description="Query photo as base64 (JSON requests only).")
+    k: int | None = Field(
+        None, ge=1, description="Page size (default from settings; capped by settings.max_k)."
+    )
+    offset: int = Field(0, ge=0, description="Results to skip (capped by settings.max_offset).")
+    filters: dict[str, Any] | list[Any] | None = Field(
+        None,
+        description='Filter object, e.g. {"gender": "men"} or {"not": {"field": "category", "eq": "shoe"}}.',
+    )
+    mode: Mode = "hybrid"
+    weights: dict[str, float] | None = Field(None, description="Per-signal weights: lexical, text, image.")
+    fusion: Fusion = "rrf"
+    image_weight: float = Field(0.5, ge=0.0, le=1.0, description="Image share of a text+image query.")
+    negative: str | None = Field(None, description="Text whose meaning results should move away from.")
+    explain: bool = False
+    facets: list[str] | bool | None = Field(
+        None, description="Facet fields to count over the candidates (true: all)."
+    )
+
+
+class RecommendRequest(_In):
+    positive: list[str] = Field(..., min_length=1, description="Product ids the shopper liked.")
+    negative: list[str] = Field(default_factory=list, description="Product ids the shopper disliked.")
+    by: By = "fused"
+    k: int | None = Field(None, ge=1)
+    filters: dict[str, Any] | list[Any] | None = None
+    explain: bool = False
+
+
+class ProductIn(_In):
+    """A product to add or replace. ``image`` (base64) is for JSON requests; multipart sends a file."""
+
+    id: str = Field(..., min_length=1, max_length=256)
+    title: str = Field(..., min_length=1, max_length=2000)
+    text: dict[str, str] = Field(default_factory=dict, description="Free-text fields, e.g. description.")
+    attributes: dict[str, AttrValue] = Field(default_factory=dict, description="Filterable attributes.")
+    image: str | None = Field(None, description="Photo as base64 (JSON requests only).")
+    keep_image: bool = Field(True, description="On update without a new image, keep the stored photo.")
+
+
+class DeleteRequest(_In):
+    ids: list[str] = Field(..., min_length=1)
+
+
+class ExplanationOut(BaseModel):
+    contributions: dict[str, float]
+    similarities: dict[str, float]
+    matched_terms: list[str]
+    matched_attributes: dict[str, str]
+
+
+class ResultOut(BaseModel):
+    id: str
+    score: float
+    rank: int
+    title: str
+    attributes: dict[str, Any]
+    text: dict[str, str]
+    image_url: str | None
+    explanation: ExplanationOut | None = None
+
+
+class FacetValue(BaseModel):
+    value: str
+    count: int
+
+
+class SearchResponseOut(BaseModel):
+    results: list[ResultOut]
+    mode: str
+    signals: list[str]
+    candidates: int
+    timings_ms: dict[str, float]
+    facets: dict[str, list[FacetValue]] | None = None
+
+
+class ProductOut(BaseModel):
+    id: str
+    title: str
+    text: dict[str, str]
+    attributes: dict[str, Any]
+    image_url: str | None
+
+
+class FacetsOut(BaseModel):
+    facets: dict[str, list[FacetValue]]
+
+
+class UpsertOut(BaseModel):
+    added: int
+    updated: int
+    unchanged: int
+    products: int = Field(..., description="Products in the index after the write.")
+
+
+class DeleteOut(BaseModel):
+    deleted: int
+    products: int
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"]
+    products: int
+    embedder: str | None
+    aligned: bool
+    attributes: list[str]
+    writes_enabled: bool
+    limits: dict[str, float] = Field(
+        ..., description="Client-facing caps: max_k, max_offset, max_upload_bytes, ..."
+    )
+
+
+class ErrorBody(BaseModel):
+    type: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody

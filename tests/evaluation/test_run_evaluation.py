@@ -1,0 +1,89 @@
+"""``run_evaluation`` on a real index folder and on a catalog file (toy encoders from tests/fakes.py),
+its error messages, and (slow) a small run on the shared fashion catalog with the real encoders."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prodsearch.errors import ConfigError, EncoderMismatchError
+from prodsearch.evaluation.runner import run_evaluation
+
+pytest.importorskip("prodsearch.catalog.store", reason="the product store is not written yet")
+
+
+def test_index_end_to_end(tiny_index, fake_embedder, tmp_path):
+    out = tmp_path / "report"
+    res = run_evaluation(
+        tiny_index, out, embedder=fake_embedder, slice_by="gender", progress=False, max_queries=50
+    )
+    data = json.loads((out / "metrics.json").read_text())
+    assert data["systems"] == json.loads(json.dumps(res["systems"]))
+    assert {"bm25", "dense-text", "image", "hybrid"} <= set(data["systems"])
+    assert data["config"]["fields"]["type"] == "category"  # chosen by name hint
+    assert data["config"]["fields"]["colour"] == "colour"
+    assert data["config"]["target"]["kind"] == "index"
+    assert data["config"]["corpus"]["products"] == 12
+    assert (out / "report.md").is_file() and (out / "report.html").is_file()
+    for proto in ("title2image", "attributes", "image2product"):
+        assert proto in data["queries"] or proto in data["skipped"]["protocols"]
+
+
+def test_catalog_end_to_end(tiny_catalog, tiny_mapping, fake_embedder, tmp_path):
+    res = run_evaluation(
+        tiny_catalog,
+        tmp_path / "r",
+        mapping=tiny_mapping,
+        embedder=fake_embedder,
+        protocols=["image2product"],
+        progress=False,
+    )
+    assert res["config"]["target"]["kind"] == "catalog"
+    assert res["systems"]["image"]["image2product/hit@10"] >= 0.0
+
+
+def test_bad_input(tiny_index, fake_embedder, tmp_path):
+    with pytest.raises(ConfigError, match="'size'"):
+        run_evaluation(tiny_index, tmp_path / "a", embedder=fake_embedder, slice_by="size", progress=False)
+    with pytest.raises(ConfigError, match="neither a prodsearch index"):
+        run_evaluation(tmp_path / "nowhere", tmp_path / "b", progress=False)
+    # a training run whose products are not in this index: refuse, naming both
+    run = tmp_path / "other-run"
+    run.mkdir()
+    (run / "split.json").write_text(json.dumps({"train": ["x1", "x2"], "val": ["x3"], "test": ["x4"]}))
+    with pytest.raises(EncoderMismatchError, match="other-run.*does not match"):
+        run_evaluation(tiny_index, tmp_path / "c", embedder=fake_embedder, models=[str(run)], progress=False)
+
+
+@pytest.mark.slow
+def test_shared_catalog_small(shared_catalog, tmp_path):
+    from prodsearch.catalog.schema import ColumnMapping
+
+    mapping = ColumnMapping(
+        id="id",
+        title="productDisplayName",
+        image="image",
+        attributes=[
+            "gender",
+            "masterCategory",
+            "subCategory",
+            "articleType",
+            "baseColour",
+            "season",
+            "year",
+            "usage",
+        ],
+    )
+    res = run_evaluation(
+        shared_catalog,
+        tmp_path / "r",
+        mapping=mapping,
+        limit=200,
+        max_queries=50,
+        slice_by="gender",
+        progress=False,
+    )
+    assert res["config"]["fields"]["type"] == "articleType"
+    assert res["systems"]["image"]["image2product/hit@10"] > 0.5
+    assert "aligned" in res["skipped"]["systems"]["image"]["title2image"]
