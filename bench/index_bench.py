@@ -73,13 +73,13 @@ def main() -> None:
     for kind, vi in engine.vectors.items():
         vecs = vi.get(vi.iids)
         qs = vecs[np.random.default_rng(0).choice(len(vecs), min(args.queries, len(vecs)), replace=False)]
-        ann_lat, ann_res = timed(lambda q: vi.search(q[None], 10)[0], list(qs))
-        bf_lat, bf_res = timed(lambda q: np.argsort(-(vecs @ q))[:10], list(qs))
+        ann_lat, ann_res = timed(lambda q, vi=vi: vi.search(q[None], 10)[0], list(qs))
+        bf_lat, bf_res = timed(lambda q, vecs=vecs: np.argsort(-(vecs @ q))[:10], list(qs))
         ids = np.asarray(vi.iids)
         recall = np.mean(
             [
                 len(set(np.asarray(a.iids).tolist()) & set(ids[b].tolist())) / 10
-                for a, b in zip(ann_res, bf_res)
+                for a, b in zip(ann_res, bf_res, strict=False)
             ]
         )
         a, b = pct(ann_lat), pct(bf_lat)

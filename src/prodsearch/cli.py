@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -48,9 +48,9 @@ Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress det
 def index(
     catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .jsonl or .parquet.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder (created or updated).")],
-    mapping: Annotated[Optional[Path], typer.Option(help="Column mapping file (TOML/YAML/JSON).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping file (TOML/YAML/JSON).")] = None,
     model: Annotated[
-        Optional[str], typer.Option(help="A `prodsearch train` run folder, or clip:PATH / hf-clip:PATH.")
+        str | None, typer.Option(help="A `prodsearch train` run folder, or clip:PATH / hf-clip:PATH.")
     ] = None,
     text_encoder: Annotated[
         str, typer.Option(help="Text encoder name (see `prodsearch encoders`).")
@@ -59,10 +59,10 @@ def index(
         str, typer.Option(help="Image encoder name, or 'none' for text only.")
     ] = "efficientnet-lite0",
     image_size: Annotated[
-        Optional[int], typer.Option(help="Image encoder input size in pixels (default: the model's own).")
+        int | None, typer.Option(help="Image encoder input size in pixels (default: the model's own).")
     ] = None,
     strict: Annotated[bool, typer.Option(help="Fail on the first bad row instead of skipping it.")] = False,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N catalog rows.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N catalog rows.")] = None,
     keep_missing: Annotated[
         bool, typer.Option(help="Keep products that are no longer in the catalog.")
     ] = False,
@@ -122,15 +122,15 @@ def _print_results(resp: Any, as_json: bool) -> None:
 @app.command()
 def search(
     index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")],
-    text: Annotated[Optional[str], typer.Argument(help="Query text.")] = None,
-    image: Annotated[Optional[Path], typer.Option("--image", help="Query photo.")] = None,
+    text: Annotated[str | None, typer.Argument(help="Query text.")] = None,
+    image: Annotated[Path | None, typer.Option("--image", help="Query photo.")] = None,
     k: Annotated[int, typer.Option("-k", help="Number of results.")] = 10,
     offset: Annotated[int, typer.Option(help="Skip this many results (paging).")] = 0,
     mode: Annotated[str, typer.Option(help="hybrid, lexical, text or image.")] = "hybrid",
     filter_: Annotated[
-        Optional[str], typer.Option("--filter", help='JSON filter, e.g. \'{"gender": "Men"}\'.')
+        str | None, typer.Option("--filter", help='JSON filter, e.g. \'{"gender": "Men"}\'.')
     ] = None,
-    not_: Annotated[Optional[str], typer.Option("--not", help="Move results away from this text.")] = None,
+    not_: Annotated[str | None, typer.Option("--not", help="Move results away from this text.")] = None,
     explain: Annotated[bool, typer.Option(help="Show why each result matched.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
     verbose: Verbose = False,
@@ -209,7 +209,7 @@ def demo(
     full: Annotated[bool, typer.Option(help="Index the whole catalog instead of a sample.")] = False,
     limit: Annotated[int, typer.Option(help="Sample size when not --full.")] = 3000,
     catalog: Annotated[
-        Optional[Path], typer.Option(help="Catalog file (default: the shared fashion catalog).")
+        Path | None, typer.Option(help="Catalog file (default: the shared fashion catalog).")
     ] = None,
     serve: Annotated[bool, typer.Option(help="Start the web page and HTTP API after the searches.")] = True,
     port: Annotated[int, typer.Option()] = 8000,
@@ -234,7 +234,7 @@ def train(
     ctx: typer.Context,
     catalog: Annotated[Path, typer.Argument(help="Catalog file.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Run folder.")],
-    config: Annotated[Optional[Path], typer.Option(help="Config file (TOML/YAML/JSON).")] = None,
+    config: Annotated[Path | None, typer.Option(help="Config file (TOML/YAML/JSON).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a different run already in --out.")] = False,
     verbose: Verbose = False,
@@ -293,17 +293,22 @@ def evaluate(
         Path, typer.Argument(help="An index folder or a catalog file.", metavar="INDEX_OR_CATALOG")
     ],
     out: Annotated[Path, typer.Option("--out", "-o", help="Report folder.")],
-    model: Annotated[
-        Optional[list[str]], typer.Option(help="A training run to compare (repeatable).")
-    ] = None,
-    mapping: Annotated[Optional[Path], typer.Option(help="Column mapping file.")] = None,
-    protocols: Annotated[
-        Optional[str], typer.Option(help="Comma-separated protocols (default: all).")
-    ] = None,
-    slice_by: Annotated[Optional[str], typer.Option(help="Attribute to break metrics down by.")] = None,
+    model: Annotated[list[str] | None, typer.Option(help="A training run to compare (repeatable).")] = None,
+    mapping: Annotated[Path | None, typer.Option(help="Column mapping file.")] = None,
+    protocols: Annotated[str | None, typer.Option(help="Comma-separated protocols (default: all).")] = None,
+    slice_by: Annotated[str | None, typer.Option(help="Attribute to break metrics down by.")] = None,
     seed: Annotated[int, typer.Option()] = 0,
     max_queries: Annotated[int, typer.Option()] = 2000,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N catalog rows.")] = None,
+    limit: Annotated[int | None, typer.Option(help="Only the first N catalog rows.")] = None,
+    type_field: Annotated[
+        str | None, typer.Option(help="Attribute holding the product type (default: detected).")
+    ] = None,
+    colour_field: Annotated[
+        str | None, typer.Option(help="Attribute holding the colour (default: detected).")
+    ] = None,
+    attr_fields: Annotated[
+        str | None, typer.Option(help="Comma-separated attributes for attribute queries.")
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Evaluate retrieval (title->image, attribute queries, image->product, zero-shot) with baselines."""

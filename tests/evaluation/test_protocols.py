@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from eval_helpers import TINY, make_products
 
-from conftest import TINY, make_products
 from prodsearch.evaluation import protocols as P
 from prodsearch.evaluation.augment import AugmentedPhotos
 from prodsearch.evaluation.corpus import Corpus, SplitParams, split_test_positions

@@ -7,8 +7,8 @@ import json
 
 import numpy as np
 import pytest
+from eval_helpers import embed, make_products, onehot_embedder
 
-from conftest import embed, make_products, onehot_embedder
 from prodsearch.errors import ConfigError
 from prodsearch.evaluation.corpus import Corpus
 from prodsearch.evaluation.fields import FieldChoice

@@ -97,8 +97,8 @@ def build_index(
     Raises :class:`EncoderMismatchError` when ``out`` already holds an index built with another encoder.
     """
     from prodsearch.catalog import read_catalog
+    from prodsearch.catalog.readers import summarize_problems, write_problem_report
     from prodsearch.catalog.store import ProductStore
-    from prodsearch.catalog.readers import write_problem_report, summarize_problems
 
     out = Path(out)
     report = BuildReport(index=str(out))
@@ -159,7 +159,7 @@ def build_index(
                 vi.remove(np.fromiter(stale, dtype=np.int64))
             missing = live_set - have
             if kind == "image":  # products without a photo never get an image vector
-                missing = {i for i in missing if i in _iids_with_images(store, missing)}
+                missing = _iids_with_images(store, missing)
             changed |= missing
         todo = store.by_iids(sorted(changed)) if changed else []
         t = time.perf_counter()
@@ -216,4 +216,4 @@ def build_index(
 def _iids_with_images(store: Any, iids: set[int]) -> set[int]:
     if not iids:
         return set()
-    return {i for i, p in zip(sorted(iids), store.by_iids(sorted(iids))) if p.image_path}
+    return {i for i, p in zip(sorted(iids), store.by_iids(sorted(iids)), strict=False) if p.image_path}

@@ -303,7 +303,7 @@ class Engine:
         if len(active) == 1:
             ((sig, hits),) = active.items()
             fused_iids, fused_scores = np.asarray(hits.iids), np.asarray(hits.scores, dtype=np.float32)
-            contrib = {int(i): {sig: float(s)} for i, s in zip(fused_iids, fused_scores)}
+            contrib = {int(i): {sig: float(s)} for i, s in zip(fused_iids, fused_scores, strict=False)}
         else:
             fn = rrf if fusion == "rrf" else weighted_sum
             fused, contrib = fn(active, {s: weights[s] for s in active})
@@ -318,7 +318,7 @@ class Engine:
         products = self.store.by_iids(iids.tolist())
         results = []
         for rank, (iid, score, p) in enumerate(
-            zip(iids.tolist(), scores.tolist(), products), start=offset + 1
+            zip(iids.tolist(), scores.tolist(), products, strict=False), start=offset + 1
         ):
             expl = (
                 self._explain(iid, p, contrib.get(int(iid), {}), rankings, text, qvecs) if explain else None

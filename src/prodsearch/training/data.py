@@ -1,0 +1,207 @@
+"""Training pairs from catalog products, a leakage-free split, and text augmentation.
+
+A pair is (texts of a product, its photo). Positives are defined by *groups*: products with the
+same normalised title share a title group, products with the same photo (content hash) share an
+image group. The split puts every connected component of "same title or same photo" on one side,
+so no title or photo of the validation/test split is ever seen in training.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import random
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from prodsearch.catalog.schema import Product
+from prodsearch.errors import CatalogError
+
+log = logging.getLogger(__name__)
+
+_NUMERIC = re.compile(r"^[\s\d.,:/%+-]*$")
+
+
+def normalize_title(title: str) -> str:
+    """Case- and whitespace-insensitive title key (the relevance key of the retrieval protocol)."""
+    return " ".join(title.lower().split())
+
+
+@dataclass
+class PairSet:
+    """Parallel lists over the usable products (those with a title and a photo)."""
+
+    ids: list[str]
+    titles: list[str]
+    texts: list[list[str]]  # per product: [title, attribute phrase variants...]
+    image_paths: list[str]
+    image_hashes: list[str]
+    title_group: list[int] = field(default_factory=list)
+    image_group: list[int] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def subset(self, idx: Sequence[int]) -> PairSet:
+        return PairSet(
+            ids=[self.ids[i] for i in idx],
+            titles=[self.titles[i] for i in idx],
+            texts=[self.texts[i] for i in idx],
+            image_paths=[self.image_paths[i] for i in idx],
+            image_hashes=[self.image_hashes[i] for i in idx],
+            title_group=[self.title_group[i] for i in idx],
+            image_group=[self.image_group[i] for i in idx],
+        )
+
+
+def descriptive_columns(products: Sequence[Product]) -> list[str]:
+    """Attribute columns worth phrasing: categorical ones (at most max(10, half as many distinct values as
+    filled rows)); identifiers, hashes and free text are near-unique per product and carry no shared meaning."""
+    values: dict[str, set[str]] = {}
+    filled: dict[str, int] = {}
+    for p in products:
+        for k, v in p.attributes.items():
+            v = str(v).strip()
+            if v:
+                values.setdefault(k, set()).add(v)
+                filled[k] = filled.get(k, 0) + 1
+    return [k for k in values if len(values[k]) <= max(10, 0.5 * filled[k])]
+
+
+def attribute_values(product: Product, columns: Sequence[str] | None = None) -> list[str]:
+    """Descriptive attribute values in column order: non-empty, not purely numeric (years, prices, sizes)."""
+    out = []
+    for k, v in product.attributes.items():
+        if columns is not None and k not in columns:
+            continue
+        v = str(v).strip()
+        if v and not _NUMERIC.match(v) and v not in out:
+            out.append(v)
+    return out
+
+
+def text_variants(product: Product, n: int, seed: int = 0, columns: Sequence[str] | None = None) -> list[str]:
+    """``n`` texts for a product: the title first, then attribute phrases.
+
+    Phrase 1 joins every descriptive attribute value in column order (e.g. "Men Navy Blue Shirts
+    Casual"); further phrases are random order-preserving subsets (at least two values), drawn
+    deterministically from ``seed`` and the product id. Fewer than ``n`` when attributes run out.
+    """
+    texts = [product.title]
+    values = attribute_values(product, columns)
+    if n <= 1 or not values:
+        return texts
+    full = " ".join(values)
+    if full.lower() != product.title.lower():
+        texts.append(full)
+    rng = random.Random(f"{seed}:{product.id}")
+    tries = 0
+    while len(texts) < n and len(values) > 2 and tries < 4 * n:
+        tries += 1
+        k = rng.randint(2, len(values) - 1)
+        pick = sorted(rng.sample(range(len(values)), k))
+        phrase = " ".join(values[i] for i in pick)
+        if phrase not in texts:
+            texts.append(phrase)
+    return texts
+
+
+def build_pairs(
+    products: Sequence[Product], *, n_variants: int = 4, seed: int = 0, min_pairs: int = 8
+) -> PairSet:
+    """Keep products with a non-empty title and a photo; assign title and image group ids.
+
+    Raises :class:`CatalogError` when fewer than ``min_pairs`` usable pairs remain.
+    """
+    usable = [p for p in products if p.title and p.title.strip() and p.image_path]
+    if len(usable) < min_pairs:
+        raise CatalogError(
+            f"catalog has {len(usable)} valid (title, image) pairs out of {len(products)} products; "
+            f"training needs at least {min_pairs} (check the title and image columns of the mapping)"
+        )
+    title_ids: dict[str, int] = {}
+    image_ids: dict[str, int] = {}
+    columns = descriptive_columns(usable)
+    ps = PairSet([], [], [], [], [])
+    for p in usable:
+        ps.ids.append(p.id)
+        ps.titles.append(p.title)
+        ps.texts.append(text_variants(p, n_variants, seed, columns))
+        ps.image_paths.append(p.image_path)
+        h = p.image_hash or f"path:{p.image_path}"
+        ps.image_hashes.append(h)
+        ps.title_group.append(title_ids.setdefault(normalize_title(p.title), len(title_ids)))
+        ps.image_group.append(image_ids.setdefault(h, len(image_ids)))
+    log.info(
+        "built %d pairs (%d distinct titles, %d distinct photos)", len(ps), len(title_ids), len(image_ids)
+    )
+    return ps
+
+
+def _components(title_group: Sequence[int], image_group: Sequence[int]) -> list[int]:
+    """Union-find over items linked by a shared title group or image group; returns a root per item."""
+    n = len(title_group)
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for groups in (title_group, image_group):
+        first: dict[int, int] = {}
+        for i, g in enumerate(groups):
+            if g in first:
+                ra, rb = find(i), find(first[g])
+                if ra != rb:
+                    parent[max(ra, rb)] = min(ra, rb)
+            else:
+                first[g] = i
+    return [find(i) for i in range(n)]
+
+
+def split_pairs(
+    pairs: PairSet, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+) -> dict[str, list[int]]:
+    """Deterministic group-level split: ``{"train": [...], "val": [...], "test": [...]}`` item indices.
+
+    Components (shared title or shared photo) are ordered by a seeded hash of their smallest
+    product id, then filled into test, val, train until each reaches its share of items. The
+    result depends only on the products and ``seed``, not on the catalog's row order.
+    """
+    roots = _components(pairs.title_group, pairs.image_group)
+    members: dict[int, list[int]] = {}
+    for i, r in enumerate(roots):
+        members.setdefault(r, []).append(i)
+    comps = list(members.values())
+
+    def key(c: list[int]) -> str:
+        return hashlib.sha256(f"{seed}:{min(pairs.ids[i] for i in c)}".encode()).hexdigest()
+
+    comps.sort(key=key)
+    n = len(pairs)
+    quota = {"test": round(test_fraction * n), "val": round(val_fraction * n)}
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    for c in comps:
+        for name in ("test", "val"):
+            if len(out[name]) < quota[name] and len(out[name]) + len(c) <= max(quota[name], 1) * 1.5:
+                out[name].extend(c)
+                break
+        else:
+            out["train"].extend(c)
+    for v in out.values():
+        v.sort()
+    return out
+
+
+def sample_text_indices(
+    pairs: PairSet, idx: Sequence[int], rng: random.Random, title_prob: float
+) -> list[int]:
+    """Per item, which text variant to use this step: the title with ``title_prob``, else a phrase."""
+    out = []
+    for i in idx:
+        k = len(pairs.texts[i])
+        out.append(0 if k == 1 or rng.random() < title_prob else rng.randint(1, k - 1))
+    return out

@@ -1,0 +1,376 @@
+"""The training loop: batches of (text, image) pairs, contrastive (+ matching) loss, AdamW, warm-up + cosine.
+
+Each side of a batch comes either from cached frozen-tower features (fast path) or from a live
+tower (texts through the text tower, augmented photos through the image tower). The loop reads
+top to bottom: optimiser groups, schedule, one epoch, evaluation, fit with early stopping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import time
+from collections.abc import Callable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prodsearch.training.augment import ColourSafeAugment
+from prodsearch.training.checkpoint import save_checkpoint
+from prodsearch.training.config import TrainConfig
+from prodsearch.training.data import PairSet, normalize_title, sample_text_indices
+from prodsearch.training.losses import MatchingLoss, MultiPositiveInfoNCE, positive_mask
+from prodsearch.training.model import JointModel, count_trainable
+from prodsearch.training.retrieval import retrieval_metrics
+
+log = logging.getLogger(__name__)
+
+HIGHER_IS_BETTER = {"val_mrr": True, "val_r1": True, "val_r10": True, "val_loss": False}
+
+
+@dataclass
+class TrainData:
+    """Pairs, split and, for the frozen sides, cached features.
+
+    ``text_feats``: ``(T, Dt)`` over every text variant of every product, product i's variants at
+    ``text_offsets[i] + v``; ``image_feats``: ``(P, Di)``. ``None`` where that side has a live tower.
+    """
+
+    pairs: PairSet
+    split: dict[str, list[int]]
+    text_feats: torch.Tensor | None = None
+    text_offsets: list[int] = field(default_factory=list)
+    image_feats: torch.Tensor | None = None
+    preprocess: Callable[[Any], torch.Tensor] | None = None
+
+
+def param_groups(model: JointModel, cfg: TrainConfig, extra: list[nn.Module] = ()) -> list[dict[str, Any]]:
+    """AdamW groups: heads (lr) and tower layer groups (tower lr x layer_decay^depth-from-top), each split
+    into decay (matrices) and no-decay (biases, norms, temperature) parameters."""
+    groups: list[dict[str, Any]] = []
+
+    def add(params: list[nn.Parameter], lr: float, tag: str) -> None:
+        params = [p for p in params if p.requires_grad]
+        decay = [p for p in params if p.ndim >= 2]
+        no_decay = [p for p in params if p.ndim < 2]
+        if decay:
+            groups.append(
+                {"params": decay, "lr": lr, "weight_decay": cfg.weight_decay, "name": f"{tag}/decay"}
+            )
+        if no_decay:
+            groups.append({"params": no_decay, "lr": lr, "weight_decay": 0.0, "name": f"{tag}/no_decay"})
+
+    head_params = [*model.text_head.parameters(), *model.image_head.parameters(), model.logit_scale]
+    for m in extra:
+        head_params += list(m.parameters())
+    add(head_params, cfg.lr, "heads")
+    tower_lr = cfg.lr * 0.1 if cfg.freeze == "lora" else cfg.tower_lr
+    for name, tower in (("text", model.text_tower), ("image", model.image_tower)):
+        if tower is None:
+            continue
+        tg = tower.groups()
+        for i, g in enumerate(tg):
+            add(g, tower_lr * cfg.layer_decay ** (len(tg) - 1 - i), f"{name}/{i}")
+    return groups
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """LR multiplier: linear 0 -> 1 over the warm-up steps, then cosine 1 -> 0 at ``total_steps``."""
+    warm = int(round(total_steps * warmup_fraction))
+
+    def f(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        progress = (step - warm) / max(1, total_steps - warm)
+        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+
+    return f
+
+
+def resolve_device(cfg: TrainConfig) -> torch.device:
+    if cfg.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(cfg.device)
+
+
+class Trainer:
+    """Owns the model, optimiser, schedule and the run folder's metrics/checkpoints."""
+
+    def __init__(
+        self, model: JointModel, cfg: TrainConfig, data: TrainData, out: Path, *, progress: bool = True
+    ):
+        self.model, self.cfg, self.data, self.out = model, cfg, data, Path(out)
+        self.device = resolve_device(cfg)
+        self.model.to(self.device)
+        self.contrastive = MultiPositiveInfoNCE()
+        head = getattr(model, "matching_head", None)
+        self.matching = MatchingLoss(head) if head is not None and cfg.matching_weight > 0 else None
+        extra = [head] if head is not None else []
+        self.optimizer = torch.optim.AdamW(param_groups(model, cfg, extra), betas=(0.9, 0.98), eps=1e-6)
+        n_train = len(data.split["train"])
+        self.steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size / cfg.grad_accum))
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            self.optimizer, warmup_cosine(self.steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
+        )
+        use_bf16 = cfg.precision == "bf16" or (cfg.precision == "auto" and self.device.type == "cuda")
+        self.autocast = (
+            (lambda: torch.autocast(self.device.type, dtype=torch.bfloat16))
+            if use_bf16
+            else (lambda: nullcontext())
+        )
+        self.augment = ColourSafeAugment() if cfg.image_augment else None
+        self.progress = progress
+        self.step = 0
+        self.epoch = 0  # epochs completed
+        self.best_metric: float | None = None
+        self.best_epoch = 0
+        self.bad_epochs = 0
+        self.writer = _summary_writer(self.out / "tb")
+        log.info("trainable parameters: %d", count_trainable(model))
+
+    # ---------------------------------------------------------------- batches
+    def _batches(self, epoch: int) -> Iterator[list[int]]:
+        g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
+        train = self.data.split["train"]
+        order = torch.randperm(len(train), generator=g).tolist()
+        bs = self.cfg.batch_size
+        for s in range(0, len(order), bs):
+            chunk = [train[j] for j in order[s : s + bs]]
+            if len(chunk) >= 2:  # a one-item batch has no negatives
+                yield chunk
+
+    def _text_side(self, idx: list[int], variants: list[int]) -> torch.Tensor:
+        d = self.data
+        if self.model.text_tower is None:
+            rows = torch.as_tensor([d.text_offsets[i] + v for i, v in zip(idx, variants, strict=True)])
+            return self.model.encode_text(feats=d.text_feats[rows].to(self.device))
+        return self.model.encode_text(texts=[d.pairs.texts[i][v] for i, v in zip(idx, variants, strict=True)])
+
+    def _image_side(self, idx: list[int], rng: random.Random | None) -> torch.Tensor:
+        d = self.data
+        if self.model.image_tower is None:
+            return self.model.encode_image(feats=d.image_feats[torch.as_tensor(idx)].to(self.device))
+        from prodsearch.catalog.images import load_image
+
+        imgs = []
+        for i in idx:
+            img = load_image(d.pairs.image_paths[i])
+            if rng is not None and self.augment is not None:
+                img = self.augment(img, rng)
+            imgs.append(d.preprocess(img))
+        return self.model.encode_image(pixels=torch.stack(imgs).to(self.device))
+
+    def _loss(
+        self, idx: list[int], variants: list[int], rng: random.Random | None
+    ) -> tuple[torch.Tensor, dict]:
+        p = self.data.pairs
+        with self.autocast():
+            t = self._text_side(idx, variants)
+            im = self._image_side(idx, rng)
+        texts = [p.texts[i][v] for i, v in zip(idx, variants, strict=True)]
+        text_ids: dict[str, int] = {}
+        same_text = torch.as_tensor([text_ids.setdefault(s.lower(), len(text_ids)) for s in texts])
+        mask = positive_mask(
+            torch.as_tensor([p.title_group[i] for i in idx]), torch.as_tensor([p.image_group[i] for i in idx])
+        )
+        mask = (mask | (same_text[:, None] == same_text[None, :])).to(self.device)
+        t, im = t.float(), im.float()
+        loss = self.contrastive(t, im, self.model.scale(), mask)
+        parts = {"contrastive": loss.item()}
+        if self.matching is not None:
+            m = self.matching(t, im, mask)
+            parts["matching"] = m.item()
+            loss = loss + self.cfg.matching_weight * m
+        return loss, parts
+
+    # ---------------------------------------------------------------- epoch
+    def train_epoch(self, epoch: int) -> dict[str, float]:
+        self.model.train()
+        rng = random.Random(f"{self.cfg.seed}:{epoch}")
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout: same draws after --resume
+        totals: dict[str, float] = {}
+        n = 0
+        batches = list(self._batches(epoch))
+        bar = _bar(len(batches), f"epoch {epoch}", self.progress)
+        self.optimizer.zero_grad(set_to_none=True)
+        for k, idx in enumerate(batches):
+            variants = sample_text_indices(self.data.pairs, idx, rng, self.cfg.title_prob)
+            loss, parts = self._loss(idx, variants, rng)
+            (loss / self.cfg.grad_accum).backward()
+            if (k + 1) % self.cfg.grad_accum == 0 or k + 1 == len(batches):
+                if self.cfg.grad_clip > 0:
+                    nn.utils.clip_grad_norm_(
+                        [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip
+                    )
+                self.optimizer.step()
+                self.optimizer.zero_grad(set_to_none=True)
+                self.scheduler.step()
+                self.model.clamp_()
+                self.step += 1
+            parts["loss"] = loss.item()
+            for key, v in parts.items():
+                totals[key] = totals.get(key, 0.0) + v
+            n += 1
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{float(loss):.3f}", best=_fmt(self.best_metric))
+        if bar is not None:
+            bar.close()
+        return {f"train_{k}": v / max(n, 1) for k, v in totals.items()}
+
+    # ---------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self, split: str = "val", max_queries: int | None = None) -> dict[str, float]:
+        """Text -> image retrieval inside ``split``: queries = distinct titles, docs = the split's photos,
+        relevant = same normalised title; plus the in-batch contrastive loss on title/photo pairs."""
+        idx = self.data.split[split]
+        if len(idx) < 2:
+            return {}
+        self.model.eval()
+        p = self.data.pairs
+        bs = max(self.cfg.batch_size, 64)
+        t = torch.cat(
+            [self._text_side(idx[s : s + bs], [0] * len(idx[s : s + bs])) for s in range(0, len(idx), bs)]
+        )
+        im = torch.cat([self._image_side(idx[s : s + bs], None) for s in range(0, len(idx), bs)])
+        t, im = t.float(), im.float()
+        losses = []
+        for s in range(0, len(idx), self.cfg.batch_size):
+            sl = idx[s : s + self.cfg.batch_size]
+            if len(sl) < 2:
+                continue
+            mask = positive_mask(
+                torch.as_tensor([p.title_group[i] for i in sl]),
+                torch.as_tensor([p.image_group[i] for i in sl]),
+            )
+            losses.append(
+                float(
+                    self.contrastive(
+                        t[s : s + len(sl)], im[s : s + len(sl)], self.model.scale(), mask.to(self.device)
+                    )
+                )
+            )
+        keys = [p.title_group[i] for i in idx]
+        seen: set[str] = set()
+        q_rows = []
+        for row, i in enumerate(idx):
+            k = normalize_title(p.titles[i])
+            if k not in seen:
+                seen.add(k)
+                q_rows.append(row)
+        q_rows = q_rows[: max_queries or self.cfg.val_max_queries]
+        m = retrieval_metrics(t[q_rows], im, [keys[r] for r in q_rows], keys)
+        out = {f"{split}_{k}": v for k, v in m.items()}
+        if losses:
+            out[f"{split}_loss"] = sum(losses) / len(losses)
+        return out
+
+    # ---------------------------------------------------------------- fit
+    def state(self) -> dict[str, Any]:
+        model_state = self.model.head_state_dict() if self._towers_frozen() else self.model.state_dict()
+        return {
+            "model": model_state,
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "config": self.cfg.to_dict(),
+            "step": self.step,
+            "epoch": self.epoch,
+            "best_metric": self.best_metric,
+            "best_epoch": self.best_epoch,
+            "bad_epochs": self.bad_epochs,
+            "metric_name": self.cfg.early_stop_metric,
+        }
+
+    def _towers_frozen(self) -> bool:
+        return self.model.text_tower is None and self.model.image_tower is None
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.model.load_state_dict(state["model"], strict=not self._towers_frozen())
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.step, self.epoch = int(state["step"]), int(state["epoch"])
+        self.best_metric, self.best_epoch = state["best_metric"], int(state.get("best_epoch", 0))
+        self.bad_epochs = int(state.get("bad_epochs", 0))
+
+    def _improved(self, value: float) -> bool:
+        if self.best_metric is None:
+            return True
+        return (
+            value > self.best_metric
+            if HIGHER_IS_BETTER[self.cfg.early_stop_metric]
+            else value < self.best_metric
+        )
+
+    def fit(self) -> tuple[list[dict[str, Any]], bool]:
+        """Train from ``self.epoch`` to ``cfg.epochs``; returns (this call's metric rows, stopped early)."""
+        history: list[dict[str, Any]] = []
+        stopped = False
+        has_val = len(self.data.split["val"]) >= 2
+        while self.epoch < self.cfg.epochs:
+            epoch = self.epoch + 1
+            t0 = time.perf_counter()
+            row: dict[str, Any] = {"epoch": epoch}
+            row.update(self.train_epoch(epoch))
+            row["epoch_seconds"] = round(time.perf_counter() - t0, 3)
+            if has_val:
+                row.update(self.evaluate("val"))
+            row.update(
+                step=self.step + 0, lr=self.scheduler.get_last_lr()[0], logit_scale=self.model.scale().item()
+            )
+            self.epoch = epoch
+            metric = row.get(self.cfg.early_stop_metric)
+            if metric is None or self._improved(metric):
+                self.best_metric, self.best_epoch, self.bad_epochs = metric, epoch, 0
+                save_checkpoint(self.out / "best.pt", self.state())
+            else:
+                self.bad_epochs += 1
+            save_checkpoint(self.out / "last.pt", self.state())
+            history.append(row)
+            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+                fh.write(json.dumps(row) + "\n")
+            if self.writer is not None:
+                for k, v in row.items():
+                    if isinstance(v, (int, float)) and k != "epoch":
+                        self.writer.add_scalar(k, v, epoch)
+                self.writer.flush()
+            log.info(
+                "epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+            )
+            if has_val and self.cfg.patience > 0 and self.bad_epochs >= self.cfg.patience:
+                log.info(
+                    "early stopping: %s did not improve for %d epochs",
+                    self.cfg.early_stop_metric,
+                    self.bad_epochs,
+                )
+                stopped = True
+                break
+        if self.writer is not None:
+            self.writer.close()
+        return history, stopped
+
+
+def _summary_writer(path: Path):
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is the optional 'train' extra
+        log.warning("tensorboard is not installed; no TensorBoard logs (pip install 'prodsearch[train]')")
+        return None
+    return SummaryWriter(str(path))
+
+
+def _bar(total: int, desc: str, enabled: bool):
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc=desc, leave=False)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"

@@ -1,0 +1,326 @@
+"""``prodsearch train``: catalog -> pairs -> split -> (cached features) -> fit -> run folder.
+
+Run folder contents: ``config.json`` (resolved config), ``split.json`` (product ids per split),
+``metrics.jsonl`` (one row per epoch), ``tb/`` (TensorBoard), ``best.pt`` / ``last.pt``
+(checkpoint dicts), ``run.json`` (summary: catalog fingerprint, tower specs, result).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import shutil
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from prodsearch.catalog.schema import Product
+from prodsearch.errors import ConfigError
+from prodsearch.paths import atomic_write_text
+from prodsearch.training.checkpoint import load_checkpoint, save_checkpoint
+from prodsearch.training.config import TrainConfig, from_dict, load_config, validate
+from prodsearch.training.data import PairSet, build_pairs, split_pairs
+from prodsearch.training.features import encode_cached
+from prodsearch.training.loop import TrainData, Trainer
+from prodsearch.training.lora import apply_lora
+from prodsearch.training.losses import MatchingHead
+from prodsearch.training.model import JointModel
+from prodsearch.training.towers import TowerFactory
+
+log = logging.getLogger(__name__)
+
+RUN_FILES = ("config.json", "split.json", "metrics.jsonl", "best.pt", "last.pt", "model.pt", "run.json", "tb")
+# fields a resumed run may change (everything else must match the stored config)
+RESUMABLE = {"epochs", "patience", "device", "precision", "val_max_queries", "feature_batch_size"}
+
+
+@dataclass
+class RunResult:
+    """What a training run produced."""
+
+    run_dir: Path
+    best_metric: float | None
+    best_epoch: int
+    epochs_run: int
+    stopped_early: bool
+    step: int
+    history: list[dict[str, Any]] = field(default_factory=list)
+    test_metrics: dict[str, float] = field(default_factory=dict)
+    pairs: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["run_dir"] = str(self.run_dir)
+        return d
+
+
+def live_sides(cfg: TrainConfig) -> tuple[bool, bool]:
+    """(text tower trains, image tower trains) for a freezing strategy."""
+    return cfg.freeze in ("top", "full", "lora"), cfg.freeze in ("top", "full")
+
+
+def build_model(
+    cfg: TrainConfig, factory: TowerFactory, text_dim: int | None = None, image_dim: int | None = None
+):
+    """The joint model for ``cfg``: live towers where they train (locked / LoRA-wrapped), heads, temperature.
+
+    Returns ``(model, preprocess or None)``. ``text_dim`` / ``image_dim`` are the cached-feature dims
+    of the frozen sides.
+    """
+    live_text, live_image = live_sides(cfg)
+    text_tower = image_tower = preprocess = None
+    if live_text:
+        text_tower = factory.text_tower(cfg)
+        if cfg.freeze == "lora":
+            text_tower.lock(0)
+            apply_lora(text_tower, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
+        elif cfg.freeze == "top":
+            text_tower.lock(cfg.unlocked_groups)
+        text_dim = text_tower.dim
+    if live_image:
+        image_tower, preprocess, _ = factory.image_tower(cfg)
+        if cfg.freeze == "top":
+            image_tower.lock(cfg.unlocked_groups, cfg.freeze_norm_stats)
+        image_dim = image_tower.dim
+    torch.manual_seed(cfg.seed)
+    model = JointModel(
+        int(text_dim),
+        int(image_dim),
+        cfg.embed_dim,
+        head=cfg.head,
+        head_hidden=cfg.head_hidden,
+        dropout=cfg.dropout,
+        init_temperature=cfg.init_temperature,
+        max_logit_scale=cfg.max_logit_scale,
+        text_tower=text_tower,
+        image_tower=image_tower,
+    )
+    if cfg.matching_weight > 0:
+        model.matching_head = MatchingHead(cfg.embed_dim)
+    return model, preprocess
+
+
+def catalog_fingerprint(pairs: PairSet) -> str:
+    h = hashlib.sha256()
+    for i in range(len(pairs)):
+        h.update(f"{pairs.ids[i]}\0{pairs.titles[i]}\0{pairs.image_hashes[i]}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _prepare_run_dir(
+    out: Path, cfg: TrainConfig, resume: bool, overwrite: bool, overrides: dict[str, Any]
+) -> TrainConfig:
+    """Guard the run folder; on resume return the stored config with the allowed overrides applied."""
+    holds_run = (out / "config.json").is_file()
+    if resume:
+        if not holds_run or not (out / "last.pt").is_file():
+            raise ConfigError(
+                f"--resume: {str(out)!r} holds no training run to resume (no config.json / last.pt)"
+            )
+        stored = from_dict(json.loads((out / "config.json").read_text()))
+        changed = sorted(
+            k
+            for k, v in overrides.items()
+            if v is not None and k not in RESUMABLE and getattr(stored, k) != v
+        )
+        if changed:
+            raise ConfigError(
+                f"--resume cannot change {changed} of the stored run (only {sorted(RESUMABLE)}); start a new run instead"
+            )
+        return from_dict(
+            {k: v for k, v in overrides.items() if k in RESUMABLE and v is not None}, base=stored
+        )
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            what = "a training run" if holds_run else "other files"
+            raise ConfigError(
+                f"run folder {str(out)!r} already holds {what}; pass --overwrite to replace it or --resume to continue it"
+            )
+        if not holds_run and any(p.name not in RUN_FILES for p in out.iterdir()):
+            raise ConfigError(
+                f"--overwrite refuses to empty {str(out)!r}: it holds files that are not a prodsearch run"
+            )
+        for name in RUN_FILES:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    return cfg
+
+
+def _read_products(catalog: str | Path, cfg: TrainConfig, progress: bool = False) -> list[Product]:
+    try:
+        from prodsearch.catalog import read_catalog
+    except ImportError:
+        from prodsearch.catalog.readers import read_catalog
+
+    mapping = None
+    if cfg.mapping:
+        from prodsearch.catalog.mapping import load_mapping
+
+        mapping = load_mapping(cfg.mapping)
+    result = read_catalog(catalog, mapping=mapping, progress=progress)
+    if getattr(result, "problems", None):
+        log.warning(
+            "%d catalog rows were skipped (see `prodsearch ingest` for details)", len(result.problems)
+        )
+    return list(result.products)
+
+
+def prepare_data(
+    pairs: PairSet, split: dict[str, list[int]], cfg: TrainConfig, factory: TowerFactory, progress: bool
+) -> tuple[TrainData, int | None, int | None]:
+    """Cached features for the frozen sides. Returns (data, text_dim, image_dim) of the cached sides."""
+    live_text, live_image = live_sides(cfg)
+    data = TrainData(pairs=pairs, split=split)
+    text_dim = image_dim = None
+    if not live_text:
+        enc = factory.text_encoder(cfg)
+        flat, offsets = [], []
+        for texts in pairs.texts:
+            offsets.append(len(flat))
+            flat.extend(texts)
+        data.text_feats = torch.from_numpy(
+            encode_cached(enc, flat, batch_size=cfg.feature_batch_size, progress=progress)
+        )
+        data.text_offsets = offsets
+        text_dim = data.text_feats.shape[1]
+    if not live_image:
+        enc = factory.image_encoder(cfg)
+        feats = encode_cached(
+            enc,
+            pairs.image_paths,
+            keys=pairs.image_hashes,
+            batch_size=cfg.feature_batch_size,
+            progress=progress,
+        )
+        data.image_feats = torch.from_numpy(feats)
+        image_dim = data.image_feats.shape[1]
+    return data, text_dim, image_dim
+
+
+def train(
+    catalog: str | Path | None,
+    out: str | Path,
+    config: TrainConfig | dict[str, Any] | None = None,
+    *,
+    products: Sequence[Product] | None = None,
+    factory: TowerFactory | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+    resume_overrides: dict[str, Any] | None = None,
+) -> RunResult:
+    """Train a joint text-image model on a catalog's own (title, photo) pairs; write everything to ``out``.
+
+    ``products`` bypasses reading ``catalog`` (tests, benchmarks); ``factory`` supplies the towers.
+    """
+    t_start = time.perf_counter()
+    out = Path(out)
+    cfg = config if isinstance(config, TrainConfig) else from_dict(config or {})
+    validate(cfg)
+    cfg = _prepare_run_dir(out, cfg, resume, overwrite, resume_overrides or {})
+    factory = factory or TowerFactory()
+    if products is None:
+        if catalog is None:
+            raise ConfigError("train() needs a catalog path or products")
+        products = _read_products(catalog, cfg, progress)
+    if cfg.max_products:
+        products = list(products)[: cfg.max_products]
+    pairs = build_pairs(products, n_variants=cfg.text_variants, seed=cfg.split_seed, min_pairs=cfg.min_pairs)
+    split = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    fingerprint = catalog_fingerprint(pairs)
+    if resume:
+        stored = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
+        if stored.get("catalog_fingerprint") not in (None, fingerprint):
+            raise ConfigError(f"--resume: the catalog differs from the one run {str(out)!r} was trained on")
+    data, text_dim, image_dim = prepare_data(pairs, split, cfg, factory, progress)
+    model, data.preprocess = build_model(cfg, factory, text_dim, image_dim)
+    trainer = Trainer(model, cfg, data, out, progress=progress)
+    if resume:
+        trainer.load_state(load_checkpoint(out / "last.pt"))
+        log.info("resumed %s at epoch %d, step %d", out, trainer.epoch, trainer.step)
+    else:
+        atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
+        atomic_write_text(
+            out / "split.json", json.dumps({k: [pairs.ids[i] for i in v] for k, v in split.items()})
+        )
+    _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="running")
+    history, stopped = trainer.fit()
+    test: dict[str, float] = {}
+    if (out / "best.pt").is_file():
+        best = load_checkpoint(out / "best.pt")
+        # the release checkpoint: weights + config only (no optimizer state), what search loads
+        save_checkpoint(
+            out / "model.pt",
+            {k: v for k, v in best.items() if k not in ("optimizer", "scheduler", "format", "version")},
+        )
+        if len(split["test"]) >= 2:
+            trainer.model.load_state_dict(best["model"], strict=not trainer._towers_frozen())
+            test = trainer.evaluate("test")
+    result = RunResult(
+        run_dir=out,
+        best_metric=trainer.best_metric,
+        best_epoch=trainer.best_epoch,
+        epochs_run=trainer.epoch,
+        stopped_early=stopped,
+        step=trainer.step,
+        history=history,
+        test_metrics=test,
+        pairs={k: len(v) for k, v in split.items()},
+        seconds=round(time.perf_counter() - t_start, 2),
+    )
+    _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="done", result=result)
+    return result
+
+
+def _write_run_json(
+    out: Path,
+    cfg: TrainConfig,
+    catalog,
+    fingerprint: str,
+    split,
+    factory,
+    status: str,
+    result: RunResult | None = None,
+) -> None:
+    summary = {
+        "status": status,
+        "catalog": str(catalog) if catalog is not None else None,
+        "catalog_fingerprint": fingerprint,
+        "split_sizes": {k: len(v) for k, v in split.items()},
+        "freeze": cfg.freeze,
+    }
+    if result is not None:
+        summary["result"] = {k: v for k, v in result.to_dict().items() if k != "history"}
+    atomic_write_text(out / "run.json", json.dumps(summary, indent=2, default=str))
+
+
+def train_from_cli(
+    catalog: str | Path,
+    out: str | Path,
+    config_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> RunResult:
+    """Entry point of ``prodsearch train CATALOG --out RUN [--config FILE] [flags] [--resume] [--overwrite]``.
+
+    ``overrides``: CLI flag values keyed by config field name (``None`` = flag not given).
+    """
+    overrides = {k: v for k, v in (overrides or {}).items() if v is not None}
+    if resume:
+        if config_path is not None:
+            raise ConfigError("--resume reads the run's stored config; do not pass --config with it")
+        return train(catalog, out, TrainConfig(), resume=True, resume_overrides=overrides, progress=progress)
+    cfg = load_config(config_path, overrides)
+    return train(catalog, out, cfg, overwrite=overwrite, progress=progress)

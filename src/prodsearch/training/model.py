@@ -1,0 +1,214 @@
+"""The joint model: optional text/image towers, projection heads into a shared space, a learnable temperature.
+
+Towers output L2-normalised features (the same convention as the frozen encoders whose outputs are
+cached for the fast path), heads project them into ``embed_dim`` and the result is L2-normalised.
+Towers expose ``lock(unlocked_groups, freeze_norm_stats)`` as open_clip does (LiT: locked image
+tower); layer groups are found generically (the tower's largest ``nn.ModuleList`` = its layers).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+class ProjectionHead(nn.Module):
+    """``(N, in_dim)`` -> ``(N, out_dim)``; ``linear``: dropout + linear, ``mlp``: linear-GELU-dropout-linear."""
+
+    def __init__(
+        self, in_dim: int, out_dim: int, kind: str = "mlp", hidden: int = 1024, dropout: float = 0.1
+    ):
+        super().__init__()
+        if kind == "linear":
+            self.net = nn.Sequential(nn.Dropout(dropout), nn.Linear(in_dim, out_dim))
+        else:
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden), nn.GELU(), nn.Dropout(dropout), nn.Linear(hidden, out_dim)
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+def layer_groups(module: nn.Module) -> list[list[nn.Parameter]]:
+    """Parameter groups bottom -> top: [everything before the layers, layer 0, ..., layer L-1, everything after].
+
+    The layers are the largest ``nn.ModuleList`` inside ``module`` (BERT's ``encoder.layer``,
+    EfficientNet's ``_blocks``). Empty groups are dropped. A module without a ModuleList is one group.
+    """
+    lists = [m for m in module.modules() if isinstance(m, nn.ModuleList) and len(m) > 1]
+    params = [p for p in module.parameters()]
+    if not lists:
+        return [params] if params else []
+    layers = max(lists, key=len)
+    in_layers = {id(p) for p in layers.parameters()}
+    first_layer_param = next(iter(layers.parameters()))
+    before, after, seen_layers = [], [], False
+    for p in params:
+        if p is first_layer_param:
+            seen_layers = True
+        if id(p) in in_layers:
+            continue
+        (after if seen_layers else before).append(p)
+    groups = [before] + [list(layer.parameters()) for layer in layers] + [after]
+    return [g for g in groups if g]
+
+
+def _lock(module: nn.Module, unlocked_groups: int) -> list[list[nn.Parameter]]:
+    groups = layer_groups(module)
+    for p in module.parameters():
+        p.requires_grad_(False)
+    if unlocked_groups > 0:
+        for g in groups[-unlocked_groups:]:
+            for p in g:
+                p.requires_grad_(True)
+    return groups
+
+
+class TextTower(nn.Module):
+    """A HF transformer + tokenizer, mean pooling, L2 norm (the all-MiniLM-L6-v2 pipeline). ``texts -> (N, dim)``."""
+
+    def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 128):
+        super().__init__()
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.dim = int(model.config.hidden_size)
+
+    @classmethod
+    def from_path(cls, path: str) -> TextTower:
+        from transformers import AutoModel, AutoTokenizer
+
+        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+
+    def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
+        return dict(
+            self.tokenizer(
+                list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
+            )
+        )
+
+    def forward(self, texts: Sequence[str]) -> torch.Tensor:
+        device = next(self.model.parameters()).device
+        batch = {k: v.to(device) for k, v in self.tokenize(texts).items()}
+        hidden = self.model(**batch).last_hidden_state  # (N, T, H)
+        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+        return F.normalize(pooled.float(), dim=-1)
+
+    def groups(self) -> list[list[nn.Parameter]]:
+        return layer_groups(self.model)
+
+    def lock(self, unlocked_groups: int = 0, freeze_norm_stats: bool = False) -> None:
+        """Freeze the tower, then unfreeze its top ``unlocked_groups`` layer groups (LayerNorm has no statistics)."""
+        _lock(self.model, unlocked_groups)
+
+
+class ImageTower(nn.Module):
+    """A backbone ``(N, 3, S, S) -> (N, F)`` (pooled features), L2-normalised. Locked BatchNorms stay in eval mode."""
+
+    def __init__(self, backbone: nn.Module, dim: int):
+        super().__init__()
+        self.backbone = backbone
+        self.dim = dim
+        self._frozen_norms: list[nn.Module] = []
+
+    def forward(self, pixels: torch.Tensor) -> torch.Tensor:
+        return F.normalize(self.backbone(pixels).float(), dim=-1)
+
+    def groups(self) -> list[list[nn.Parameter]]:
+        return layer_groups(self.backbone)
+
+    def lock(self, unlocked_groups: int = 0, freeze_norm_stats: bool = False) -> None:
+        """Freeze, unfreeze the top ``unlocked_groups`` groups; with ``freeze_norm_stats`` the BatchNorm
+        layers whose parameters are all frozen keep their running statistics (eval mode) during training."""
+        _lock(self.backbone, unlocked_groups)
+        self._frozen_norms = []
+        if freeze_norm_stats:
+            for m in self.backbone.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    if not any(p.requires_grad for p in m.parameters(recurse=False)):
+                        self._frozen_norms.append(m)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ImageTower:
+        super().train(mode)
+        for m in self._frozen_norms:
+            m.eval()
+        return self
+
+
+class JointModel(nn.Module):
+    """Towers (optional: ``None`` means features come precomputed) + heads + learnable logit scale.
+
+    ``encode_text(feats=(N, text_dim))`` or ``encode_text(texts=[...])`` -> ``(N, embed_dim)`` unit norm;
+    likewise ``encode_image(feats=...)`` / ``encode_image(pixels=(N, 3, S, S))``.
+    """
+
+    def __init__(
+        self,
+        text_dim: int,
+        image_dim: int,
+        embed_dim: int = 256,
+        *,
+        head: str = "mlp",
+        head_hidden: int = 1024,
+        dropout: float = 0.1,
+        init_temperature: float = 0.07,
+        max_logit_scale: float = 100.0,
+        text_tower: TextTower | None = None,
+        image_tower: ImageTower | None = None,
+    ):
+        super().__init__()
+        self.text_tower = text_tower
+        self.image_tower = image_tower
+        self.text_head = ProjectionHead(text_dim, embed_dim, head, head_hidden, dropout)
+        self.image_head = ProjectionHead(image_dim, embed_dim, head, head_hidden, dropout)
+        self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
+        self.max_log_scale = math.log(max_logit_scale)
+        self.embed_dim = embed_dim
+
+    def scale(self) -> torch.Tensor:
+        """``exp(logit_scale)`` clamped to ``max_logit_scale`` (CLIP clamps at 100)."""
+        return self.logit_scale.clamp(max=self.max_log_scale).exp()
+
+    def clamp_(self) -> None:
+        with torch.no_grad():
+            self.logit_scale.clamp_(0, self.max_log_scale)
+
+    def encode_text(
+        self, feats: torch.Tensor | None = None, texts: Sequence[str] | None = None
+    ) -> torch.Tensor:
+        if feats is None:
+            if self.text_tower is None or texts is None:
+                raise ValueError("encode_text needs feats, or texts and a text tower")
+            feats = self.text_tower(texts)
+        else:
+            feats = F.normalize(feats.float(), dim=-1)
+        return F.normalize(self.text_head(feats).float(), dim=-1)
+
+    def encode_image(
+        self, feats: torch.Tensor | None = None, pixels: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        if feats is None:
+            if self.image_tower is None or pixels is None:
+                raise ValueError("encode_image needs feats, or pixels and an image tower")
+            feats = self.image_tower(pixels)
+        else:
+            feats = F.normalize(feats.float(), dim=-1)
+        return F.normalize(self.image_head(feats).float(), dim=-1)
+
+    def head_state_dict(self) -> dict[str, torch.Tensor]:
+        """Only the parameters that are not tower weights (heads, temperature, matching head)."""
+        return {
+            k: v for k, v in self.state_dict().items() if not k.startswith(("text_tower.", "image_tower."))
+        }
+
+
+def count_trainable(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

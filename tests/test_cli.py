@@ -1,0 +1,90 @@
+"""The command line, in-process, on the tiny catalog with the toy encoders (registered by tests/fakes.py)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from prodsearch.cli import main
+
+FAKE = ["--text-encoder", "fake-text", "--image-encoder", "fake-image"]
+
+
+def run(capsys, *argv: str) -> tuple[int, str, str]:
+    code = 0
+    try:
+        main(list(argv))
+    except SystemExit as exc:
+        code = exc.code or 0
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+@pytest.fixture
+def cli_index(tmp_path, tiny_catalog, capsys):
+    out = tmp_path / "idx"
+    code, stdout, _ = run(capsys, "index", str(tiny_catalog), "--out", str(out), *FAKE)
+    assert code == 0, stdout
+    assert "12/12 rows accepted" in stdout and "added 12" in stdout
+    return out
+
+
+def test_index_is_incremental(cli_index, tiny_catalog, capsys):
+    code, stdout, _ = run(capsys, "index", str(tiny_catalog), "--out", str(cli_index), *FAKE)
+    assert (
+        code == 0 and "added 0, updated 0, unchanged 12" in stdout and "encoded 0 texts, 0 images" in stdout
+    )
+
+
+def test_search_json_and_table(cli_index, tiny_catalog, capsys):
+    code, stdout, _ = run(capsys, "search", str(cli_index), "waterproof jacket", "-k", "3", "--json")
+    assert code == 0
+    data = json.loads(stdout)
+    assert data["results"][0]["id"] == "p10" and data["results"][0]["attributes"]["colour"] == "green"
+    code, stdout, _ = run(
+        capsys,
+        "search",
+        str(cli_index),
+        "--image",
+        str(tiny_catalog.parent / "images/p05.jpg"),
+        "--mode",
+        "image",
+        "-k",
+        "1",
+    )
+    assert code == 0 and "p05" in stdout and "White running shoes" in stdout
+
+
+def test_info(cli_index, capsys):
+    code, stdout, _ = run(capsys, "info", str(cli_index))
+    info = json.loads(stdout)
+    assert code == 0 and info["products"] == 12 and info["embedder"] == "fake-text+fake-image"
+
+
+def test_errors_are_one_line(cli_index, tmp_path, capsys):
+    code, _, err = run(capsys, "search", str(tmp_path / "nope"), "shirt")
+    assert code == 2 and err.startswith("error: no prodsearch index") and "Traceback" not in err
+    code, _, err = run(capsys, "search", str(cli_index), "  ")
+    assert code == 2 and "empty query" in err
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg")
+    code, _, err = run(capsys, "search", str(cli_index), "--image", str(bad))
+    assert code == 2 and "bad.jpg" in err and "cannot decode" in err
+    code, _, err = run(capsys, "search", str(cli_index), "shirt", "--filter", "{oops")
+    assert code == 2 and "--filter is not valid JSON" in err
+
+
+def test_index_with_other_encoder_is_refused(cli_index, tiny_catalog, capsys):
+    code, _, err = run(
+        capsys,
+        "index",
+        str(tiny_catalog),
+        "--out",
+        str(cli_index),
+        "--text-encoder",
+        "fake-text",
+        "--image-encoder",
+        "none",
+    )
+    assert code == 2 and "built with encoder" in err

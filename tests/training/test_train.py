@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from helpers import TinyFactory, synthetic_products
+
+from prodsearch.errors import ConfigError, EncoderError
+from prodsearch.training.config import TrainConfig
+from prodsearch.training.embedder import load_trained_embedder
+from prodsearch.training.main import train, train_from_cli
+
+FAST = dict(
+    epochs=2,
+    batch_size=8,
+    embed_dim=8,
+    head_hidden=32,
+    lr=1e-2,
+    warmup_fraction=0.0,
+    patience=0,
+    val_fraction=0.2,
+    test_fraction=0.2,
+)
+
+
+@pytest.fixture
+def products(tmp_path):
+    return synthetic_products(tmp_path / "photos")
+
+
+def test_heads_run_lowers_loss_and_writes_every_artefact(tmp_path, products, bert_dir):
+    out = tmp_path / "run"
+    res = train(
+        None, out, TrainConfig(**FAST), products=products, factory=TinyFactory(bert_dir), progress=False
+    )
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2]
+    assert rows[1]["train_loss"] < rows[0]["train_loss"]
+    assert {"val_r1", "val_r10", "val_mrr", "val_loss"} <= set(rows[0])
+    for name in ("config.json", "split.json", "best.pt", "last.pt", "model.pt", "run.json"):
+        assert (out / name).is_file(), name
+    from prodsearch.training.checkpoint import load_checkpoint
+
+    best, release = load_checkpoint(out / "best.pt"), load_checkpoint(out / "model.pt")
+    assert {"model", "optimizer", "scheduler", "config", "step", "best_metric"} <= set(best)
+    assert "optimizer" not in release and release["step"] == best["step"]
+    assert any(p.name.startswith("events.out.tfevents") for p in (out / "tb").iterdir())
+    assert json.loads((out / "config.json").read_text())["embed_dim"] == 8
+    split = json.loads((out / "split.json").read_text())
+    assert sum(len(v) for v in split.values()) == len(products)
+    assert res.epochs_run == 2 and res.step == rows[1]["step"] and "test_mrr" in res.test_metrics
+
+    emb = load_trained_embedder(out, factory=TinyFactory(bert_dir))
+    assert emb.aligned and emb.text.dim == emb.image.dim == 8
+    t = emb.encode_text(["red shirt", "blue bag"])
+    i = emb.encode_images([products[0].image_path])
+    assert t.shape == (2, 8) and i.shape == (1, 8)
+    assert np.allclose(np.linalg.norm(t, axis=1), 1, atol=1e-5)
+    assert emb.spec()["text"]["checkpoint"] == emb.spec()["image"]["checkpoint"] != ""
+
+
+def test_run_folder_guard_and_overwrite(tmp_path, products, bert_dir):
+    out = tmp_path / "run"
+    cfg = TrainConfig(**{**FAST, "epochs": 1})
+    train(None, out, cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    with pytest.raises(ConfigError, match="already holds a training run"):
+        train(None, out, cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(ConfigError, match="not a prodsearch run"):
+        train(
+            None, other, cfg, products=products, factory=TinyFactory(bert_dir), progress=False, overwrite=True
+        )
+    assert (other / "notes.txt").read_text() == "mine"
+    train(None, out, cfg, products=products, factory=TinyFactory(bert_dir), progress=False, overwrite=True)
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+def test_resume_continues_from_saved_step(tmp_path, products, bert_dir, monkeypatch):
+    out = tmp_path / "run"
+    r1 = train(
+        None,
+        out,
+        TrainConfig(**{**FAST, "epochs": 1}),
+        products=products,
+        factory=TinyFactory(bert_dir),
+        progress=False,
+    )
+    monkeypatch.setattr("prodsearch.training.main.TowerFactory", lambda: TinyFactory(bert_dir))
+    monkeypatch.setattr(
+        "prodsearch.training.main._read_products", lambda catalog, cfg, progress=False: products
+    )
+    with pytest.raises(ConfigError, match=r"cannot change \['lr'\]"):
+        train_from_cli("cat.csv", out, overrides={"epochs": 2, "lr": 0.5}, resume=True, progress=False)
+    r2 = train_from_cli("cat.csv", out, overrides={"epochs": 2}, resume=True, progress=False)
+    assert r2.step == 2 * r1.step and r2.epochs_run == 2
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == r2.step
+
+
+def test_early_stopping_stops(tmp_path, products, bert_dir):
+    cfg = TrainConfig(**{**FAST, "epochs": 10, "lr": 0.0, "patience": 2})  # lr 0: the metric never improves
+    res = train(None, tmp_path / "run", cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    assert res.stopped_early and res.epochs_run == 3 and res.best_epoch == 1
+
+
+@pytest.mark.parametrize("freeze", ["top", "lora"])
+def test_tower_paths_train_and_reload(tmp_path, products, bert_dir, freeze):
+    cfg = TrainConfig(**{**FAST, "epochs": 1, "freeze": freeze, "unlocked_groups": 1, "matching_weight": 0.5})
+    out = tmp_path / "run"
+    res = train(None, out, cfg, products=products[:24], factory=TinyFactory(bert_dir), progress=False)
+    assert "train_matching" in res.history[0] and np.isfinite(res.history[0]["train_loss"])
+    emb = load_trained_embedder(out, factory=TinyFactory(bert_dir))
+    assert type(emb.text).__name__ == "TowerTextEncoder"
+    assert type(emb.image).__name__ == ("TowerImageEncoder" if freeze == "top" else "HeadedEncoder")
+    assert emb.encode_images([products[0].image_path]).shape == (1, 8)
+    assert emb.encode_text(["red shirt"]).shape == (1, 8)
+
+
+def test_incompatible_checkpoint_is_one_clear_error(tmp_path, bert_dir):
+    out = tmp_path / "run"
+    out.mkdir()
+    (out / "best.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(EncoderError, match="could not be read"):
+        load_trained_embedder(out, factory=TinyFactory(bert_dir))
