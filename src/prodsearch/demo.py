@@ -42,12 +42,12 @@ def run_demo(catalog: Path, *, limit: int | None, serve: bool, port: int, train:
     model = None
     if train:
         run = root / "run"
-        if not (run / "best.pt").is_file() and not (run / "last.pt").is_file():
+        if not (run / "model.pt").is_file():
             from prodsearch.training.main import train_from_cli
 
             typer.echo("training projection heads on cached features (fast path)...")
             t = time.perf_counter()
-            train_from_cli(catalog, run, overrides={"limit": limit} if limit else {}, overwrite=True)
+            train_from_cli(catalog, run, overrides={"max_products": limit} if limit else {}, overwrite=True)
             typer.echo(f"trained in {time.perf_counter() - t:.0f}s -> {run}")
         model = str(run)
     index_dir = root / ("index-trained" if model else "index")
@@ -71,16 +71,15 @@ def run_demo(catalog: Path, *, limit: int | None, serve: bool, port: int, train:
             )
             if engine.aligned:
                 _show(
-                    f"photo of {first.id} + 'but in red'", engine.search("red", image=first.image_path, k=5)
+                    f"photo of {first.id} + 'but in red'",
+                    engine.search("red", image=first.image_path, k=5, mode="image"),
                 )
-        _show(
-            f"filtered: 'shoes' with {{first attribute}} = {first.attributes and next(iter(first.attributes.items()))}",
-            engine.search(
-                "shoes",
-                k=5,
-                filters=dict([next(iter(first.attributes.items()))]) if first.attributes else None,
-            ),
-        )
+        if first.attributes:
+            field, value = next(iter(first.attributes.items()))
+            _show(
+                f"filtered: 'shoes' where {field} = {value!r}",
+                engine.search("shoes", k=5, filters={field: value}),
+            )
     if serve:
         from prodsearch.service.app import run_server
 
