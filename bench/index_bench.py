@@ -103,7 +103,7 @@ def main() -> None:
         )
     for name, lat in (
         ("text query, end to end (encode+search)", text_lat),
-        ("hybrid text query (BM25+text+image, RRF)", hyb_lat),
+        ("hybrid text query (every signal it reaches, RRF)", hyb_lat),
         ("image query, end to end (decode+encode+search)", img_lat),
     ):
         p = pct(lat)
@@ -123,7 +123,7 @@ def main() -> None:
             ["index size on disk", f"{dir_size_mb(out):.1f} MB"],
             [
                 "vector index kinds",
-                ", ".join(f"{k}: {type(v).__name__}({v.kind}, {len(v)})" for k, v in engine.vectors.items()),
+                ", ".join(f"{k}: {v.ann_kind} ({len(v)})" for k, v in engine.vectors.items()),
             ],
         ],
         ["build", "value"],
