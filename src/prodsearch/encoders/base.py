@@ -46,6 +46,23 @@ class Encoder(ABC):
         return spec_hash(self.spec())
 
 
+def cpu_count() -> int:
+    """CPUs this process may run on (the affinity mask on Linux, else ``os.cpu_count()``)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def progress_bar(total: int, enabled: bool, desc: str, unit: str = "it") -> Any:
+    """A tqdm bar for long encoding jobs (disabled unless ``enabled``)."""
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit=unit)
+
+
 def spec_hash(spec: dict[str, Any]) -> str:
     return hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
 

@@ -24,7 +24,14 @@ import numpy as np
 from PIL import Image
 
 from prodsearch.catalog.images import load_image
-from prodsearch.encoders.base import Encoder, l2_normalize, register_encoder, weights_fingerprint
+from prodsearch.encoders.base import (
+    Encoder,
+    cpu_count,
+    l2_normalize,
+    progress_bar,
+    register_encoder,
+    weights_fingerprint,
+)
 from prodsearch.errors import EncoderError, MissingDependencyError
 
 if TYPE_CHECKING:
@@ -258,7 +265,7 @@ class EfficientNetLiteEncoder(Encoder):
             backend = "onnx" if onnxruntime_available() else "torch"
         self.backend = backend
         self.num_threads = num_threads
-        self.workers = max(1, int(workers or _cpu_count()))
+        self.workers = max(1, int(workers or cpu_count()))
         self._cache_arg = cache
         self._session: Any = None
         self._fingerprint: str | None = None
@@ -352,7 +359,7 @@ class EfficientNetLiteEncoder(Encoder):
             raise EncoderError(f"batch_size must be >= 1, got {batch_size}")
         batches = [items[s : s + batch_size] for s in range(0, len(items), batch_size)]
         run = self._batches_onnx if self.backend == "onnx" else self._batches_torch
-        bar = _progress(len(items), progress, f"encoding images ({self.name})")
+        bar = progress_bar(len(items), progress, f"encoding images ({self.name})", unit="img")
         out = []
         for feats in run(batches):
             out.append(feats)
@@ -388,19 +395,6 @@ class EfficientNetLiteEncoder(Encoder):
 
             self._cache_arg = FeatureCache()
         return self._cache_arg  # type: ignore[return-value]
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="img")
 
 
 def _factory(variant: str):

@@ -26,7 +26,14 @@ from typing import Any, Literal
 
 import numpy as np
 
-from prodsearch.encoders.base import Encoder, l2_normalize, register_encoder, weights_fingerprint
+from prodsearch.encoders.base import (
+    Encoder,
+    cpu_count,
+    l2_normalize,
+    progress_bar,
+    register_encoder,
+    weights_fingerprint,
+)
 from prodsearch.errors import EncoderError, MissingDependencyError
 from prodsearch.paths import atomic_write_bytes
 
@@ -126,7 +133,7 @@ class SentenceTransformerEncoder(Encoder):
                 log.log(level, "%s: using torch (%s)", self.name, reason)
                 backend = "torch"
         self.backend: str = "onnx" if backend == "auto" else backend
-        self.workers = max(1, int(workers or _cpu_count()))
+        self.workers = max(1, int(workers or cpu_count()))
         self.num_threads = num_threads
         self._session: Any = None
         self._lock = threading.Lock()  # guards session creation and the (not thread-safe) tokenizer
@@ -194,7 +201,7 @@ class SentenceTransformerEncoder(Encoder):
         batch_size = min(batch_size, _ONNX_MAX_BATCH)
         order = np.argsort([len(t) for t in texts], kind="stable")
         batches = [[texts[i] for i in order[s : s + batch_size]] for s in range(0, len(texts), batch_size)]
-        bar = _progress(len(texts), progress, f"encoding texts ({self.name})")
+        bar = progress_bar(len(texts), progress, f"encoding texts ({self.name})", unit="text")
         out = np.empty((len(texts), self.dim), np.float32)
         done = 0
         parallel = len(batches) > 1 and self.workers > 1
@@ -384,19 +391,6 @@ def _load_or_export(plan: _OnnxPlan, key: str, *, num_threads: int, atol: float 
         path.unlink(missing_ok=True)
         raise EncoderError(f"ONNX export {key} differs from torch by {err:.2e} (> {atol:g}); not using it")
     return session
-
-
-def _cpu_count() -> int:
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def _progress(total: int, enabled: bool, desc: str) -> Any:
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="text")
 
 
 def _model_id(model: Any) -> str:
