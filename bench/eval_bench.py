@@ -66,27 +66,10 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
 
-    from prodsearch.catalog.schema import ColumnMapping
     from prodsearch.evaluation.runner import run_evaluation
 
     target = args.index or args.catalog or SHARED
-    mapping = None
-    if args.index is None:
-        mapping = ColumnMapping(
-            id="id",
-            title="productDisplayName",
-            image="image",
-            attributes=[
-                "gender",
-                "masterCategory",
-                "subCategory",
-                "articleType",
-                "baseColour",
-                "season",
-                "year",
-                "usage",
-            ],
-        )
+    mapping = None  # a catalog target uses the detected column mapping, as `prodsearch evaluate` does
     t0 = time.perf_counter()
     result = run_evaluation(
         target,
