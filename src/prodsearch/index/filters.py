@@ -6,6 +6,7 @@ JSON form accepted by :func:`parse_filter`::
     {"field": "gender", "eq": "Men"}
     {"field": "baseColour", "in": ["Red", "Blue"]}
     {"field": "year", "range": {"gte": 2012, "lt": 2016}}
+    {"field": "colour", "match": "grey"}                 # token match: "Light Grey" passes
     {"and": [...]}, {"or": [...]}, {"not": {...}}
     {"gender": "Men", "baseColour": ["Red", "Blue"]}      # shorthand: AND of eq / in
     [ {...}, {...} ]                                     # a list: AND of its items
@@ -14,8 +15,11 @@ Semantics (the same in :func:`evaluate` and :func:`matches`):
 
 * attribute values are strings; ``None``, NaN and ``""`` mean *missing*, and a missing value
   matches no condition (so ``not`` of a condition matches it);
-* ``eq``/``in`` with a string compare exactly (case-sensitive); with a number they compare
-  numerically against values that parse as numbers ("2012" and "2012.0" both equal 2012);
+* ``eq``/``in`` with a string compare keywords: case, accents and runs of whitespace are ignored
+  (:func:`normalize_keyword`: "grey" equals " Grey", "creme" equals "Crème"); with a number they
+  compare numerically against values that parse as numbers ("2012" and "2012.0" both equal 2012);
+* ``match`` is for free-text attributes: every word of the query appears among the words of the
+  value, keyword-normalised ("grey" matches "Light Grey", "navy blue" matches "Blue Navy");
 * ``range`` bounds compare numerically when both the value and the bound parse as numbers,
   otherwise as strings (lexicographic);
 * ``{"and": []}`` matches everything, ``{"or": []}`` and ``{"in": []}`` match nothing.
@@ -25,6 +29,8 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import unicodedata
 import weakref
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -35,27 +41,48 @@ import numpy as np
 from prodsearch.errors import QueryError
 
 RANGE_OPS = ("gt", "gte", "lt", "lte")
+FIELD_OPS = ("eq", "in", "range", "match")
 LOGICAL = ("and", "or", "not")
 #: Longest attribute value stored as fixed-width unicode for vectorised compares (else object dtype).
 _MAX_FIXED_WIDTH = 256
 Scalar = str | int | float
+_WORD = re.compile(r"\w+")
+
+
+def normalize_keyword(value: str) -> str:
+    """The form ``eq``/``in`` compare: accents dropped, case folded, whitespace collapsed.
+
+    ``"  Crème   Brûlée "`` -> ``"creme brulee"``; shoppers and facet clicks type values loosely.
+    """
+    decomposed = unicodedata.normalize("NFKD", value)
+    plain = "".join(ch for ch in decomposed if not unicodedata.combining(ch))
+    return " ".join(plain.casefold().split())
+
+
+def keyword_tokens(value: str) -> frozenset[str]:
+    """Words of a keyword-normalised value, for ``match``: ``"Light-Grey"`` -> ``{"light", "grey"}``."""
+    return frozenset(_WORD.findall(normalize_keyword(value)))
 
 
 # ---------------------------------------------------------------------------- structure
 @dataclass(frozen=True)
 class FieldCondition:
-    """One condition on one field: exactly one of ``eq``, ``any_of`` (JSON ``in``) or ``range``."""
+    """One condition on one field: exactly one of ``eq``, ``any_of`` (JSON ``in``), ``range`` or
+    ``match`` (token match on free text)."""
 
     field: str
     eq: Scalar | None = None
     any_of: tuple[Scalar, ...] | None = None
     range: tuple[tuple[str, Scalar], ...] | None = None  # (("gte", 2012), ("lt", 2016))
+    match: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         if self.eq is not None:
             return {"field": self.field, "eq": self.eq}
         if self.any_of is not None:
             return {"field": self.field, "in": list(self.any_of)}
+        if self.match is not None:
+            return {"field": self.field, "match": self.match}
         return {"field": self.field, "range": dict(self.range or ())}
 
 
@@ -109,10 +136,12 @@ def _condition(field: str, value: Any) -> FieldCondition:
     """Shorthand ``{field: value}``: a list means ``in``, a scalar means ``eq``."""
     if isinstance(value, (list, tuple)):
         return FieldCondition(field, any_of=tuple(_scalar(v, field) for v in value))
-    if isinstance(value, Mapping):
+    if isinstance(value, Mapping):  # {"colour": {"match": "grey"}} == {"field": "colour", "match": "grey"}
+        if len(value) == 1 and next(iter(value)) in FIELD_OPS:
+            return _parse_field_condition({"field": field, **value}, None)
         raise QueryError(
-            f"filter shorthand {field!r} expects a string, a number or a list; "
-            f"for a range write {{'field': {field!r}, 'range': {{'gte': ...}}}}"
+            f"filter shorthand {field!r} expects a string, a number, a list or one of "
+            f"{{'eq'|'in'|'range'|'match': ...}}, got {dict(value)!r}"
         )
     return FieldCondition(field, eq=_scalar(value, field))
 
@@ -120,17 +149,21 @@ def _condition(field: str, value: Any) -> FieldCondition:
 def _parse_field_condition(obj: Mapping[str, Any], valid_fields: Sequence[str] | None) -> FieldCondition:
     field = _field(obj["field"], valid_fields)
     ops = [k for k in obj if k != "field"]
-    unknown = [k for k in ops if k not in ("eq", "in", "range")]
+    unknown = [k for k in ops if k not in FIELD_OPS]
     if unknown:
         raise QueryError(
-            f"unknown filter key(s) {unknown} for field {field!r}; expected one of 'eq', 'in', 'range'"
+            f"unknown filter key(s) {unknown} for field {field!r}; expected one of {list(FIELD_OPS)}"
         )
     if len(ops) != 1:
         raise QueryError(
-            f"a field condition needs exactly one of 'eq', 'in', 'range' (field {field!r}, got {ops})"
+            f"a field condition needs exactly one of {list(FIELD_OPS)} (field {field!r}, got {ops})"
         )
     op = ops[0]
     value = obj[op]
+    if op == "match":
+        if not isinstance(value, str) or not keyword_tokens(value):
+            raise QueryError(f"filter key 'match' expects a string with at least one word, got {value!r}")
+        return FieldCondition(field, match=value)
     if op == "eq":
         return FieldCondition(field, eq=_scalar(value, "eq"))
     if op == "in":
@@ -219,7 +252,7 @@ def _as_text(value: Any) -> str:
 
 def _eq(cell: Any, target: Scalar) -> bool:
     if isinstance(target, str):
-        return _as_text(cell) == target
+        return normalize_keyword(_as_text(cell)) == normalize_keyword(target)
     num = _to_number(cell)
     return num is not None and num == float(target)
 
@@ -260,6 +293,8 @@ def matches(flt: Filter, attrs: Mapping[str, Any]) -> bool:
         return _eq(cell, flt.eq)
     if flt.any_of is not None:
         return any(_eq(cell, v) for v in flt.any_of)
+    if flt.match is not None:
+        return keyword_tokens(flt.match) <= keyword_tokens(_as_text(cell))
     return _in_range(cell, flt.range or ())
 
 
@@ -274,9 +309,22 @@ class _Column:
         # fixed-width unicode compares fastest, but costs 4 bytes x the longest value per row
         wide = max(map(len, texts), default=0) > _MAX_FIXED_WIDTH
         self.text = np.array(texts, dtype=object if wide else str) if texts else np.zeros(0, dtype=str)
+        keys = [normalize_keyword(t) for t in texts]
+        self.key = np.array(keys, dtype=object if wide else str) if keys else np.zeros(0, dtype=str)
+        self._tokens: tuple[np.ndarray, list[frozenset[str]]] | None = None
         nums = [_to_number(v) for v in values]
         self.num = np.array([np.nan if v is None else v for v in nums], dtype=np.float64)
         self.is_num = ~np.isnan(self.num)
+
+    def token_match(self, query: str) -> np.ndarray:
+        """Rows whose words include every word of ``query`` (word sets computed once per distinct value)."""
+        if self._tokens is None:
+            uniq, inverse = np.unique(self.key, return_inverse=True)
+            self._tokens = (inverse.reshape(-1), [keyword_tokens(str(u)) for u in uniq])
+        inverse, sets = self._tokens
+        want = keyword_tokens(query)
+        per_value = np.fromiter((want <= s for s in sets), bool, len(sets))
+        return per_value[inverse] if len(inverse) else np.zeros(0, bool)
 
 
 _CACHE: dict[int, tuple[weakref.ref[np.ndarray], _Column]] = {}
@@ -302,7 +350,7 @@ def _column(table: Mapping[str, np.ndarray], field: str) -> _Column:
 
 def _eq_mask(c: _Column, target: Scalar) -> np.ndarray:
     if isinstance(target, str):
-        return c.text == target
+        return c.key == normalize_keyword(target)
     return c.is_num & (c.num == float(target))
 
 
@@ -343,12 +391,14 @@ def _evaluate(flt: Filter, table: Mapping[str, np.ndarray], n: int) -> np.ndarra
         hit = _eq_mask(c, flt.eq)
     elif flt.any_of is not None:
         hit = np.zeros(n, bool)
-        strs = [v for v in flt.any_of if isinstance(v, str)]
+        strs = [normalize_keyword(v) for v in flt.any_of if isinstance(v, str)]
         if strs:
-            hit |= np.isin(c.text, np.array(strs, dtype=str))
+            hit |= np.isin(c.key, np.array(strs, dtype=str))
         for v in flt.any_of:
             if not isinstance(v, str):
                 hit |= _eq_mask(c, v)
+    elif flt.match is not None:
+        hit = c.token_match(flt.match)
     else:
         hit = np.ones(n, bool)
         for op, bound in flt.range or ():
