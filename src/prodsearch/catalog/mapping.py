@@ -3,6 +3,10 @@
 Detection matches names case-insensitively, ignoring accents and any ``_``, ``-``, ``.`` or space, so
 ``Product_ID``, ``product-id`` and ``productId`` are all ``productid``. Roles are filled in order
 id -> title -> image -> text; every remaining column that looks categorical becomes an attribute.
+
+Composed fields: ``title`` and each ``text`` entry may be a template naming columns in braces,
+``title = "{name} {type}"`` ("HEMNES" + "Bookcase" -> "HEMNES Bookcase"), or a list of columns, which
+is the template joining them with spaces. Empty parts are dropped with their surrounding spaces.
 """
 
 from __future__ import annotations
@@ -10,8 +14,9 @@ from __future__ import annotations
 import json
 import logging
 import re
+import string
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -68,7 +73,7 @@ _HEX = re.compile(
 )
 _INT = re.compile(r"^[+-]?\d+$")
 _FLOAT = re.compile(r"^[+-]?(?:\d+\.\d*|\.\d+|\d+(?:\.\d*)?[eE][+-]?\d+)$")
-_MAPPING_KEYS = ("id", "title", "text", "attributes", "image")
+_MAPPING_KEYS = ("id", "title", "text", "attributes", "image", "image_root")
 
 
 def normalize_name(name: str) -> str:
@@ -77,12 +82,88 @@ def normalize_name(name: str) -> str:
     return "".join(ch for ch in decomposed if ch.isalnum() and not unicodedata.combining(ch)).lower()
 
 
+# ---------------------------------------------------------------------------- composed fields
+def is_template(spec: str) -> bool:
+    """Whether a title/text spec is a template (``"{name} {type}"``) rather than a column name."""
+    return "{" in spec
+
+
+def template_columns(spec: str) -> list[str]:
+    """Columns a title/text spec reads: ``"{name} {type}"`` -> ``["name", "type"]``; ``"name"`` -> ``["name"]``.
+
+    Raises :class:`CatalogError` for a malformed template (unbalanced braces, a format spec).
+    """
+    if not is_template(spec):
+        return [spec]
+    try:
+        parts = list(string.Formatter().parse(spec))
+    except ValueError as err:
+        raise CatalogError(
+            f"malformed field template {spec!r}: {err} (write columns as {{column}})"
+        ) from None
+    cols: list[str] = []
+    for _, name, fmt, conv in parts:
+        if name is None:
+            continue
+        if not name or fmt or conv:
+            raise CatalogError(
+                f"malformed field template {spec!r}: expected column names in braces like {{name}}, got "
+                f"{{{name}{'!' + conv if conv else ''}{':' + fmt if fmt else ''}}}"
+            )
+        if name not in cols:
+            cols.append(name)
+    if not cols:
+        raise CatalogError(f"field template {spec!r} names no column; write columns as {{column}}")
+    return cols
+
+
+def compile_field(spec: str, columns: Sequence[str]) -> Callable[[Sequence[str]], str]:
+    """A function from a row's cells (aligned with ``columns``) to the field's text.
+
+    A column name reads its cell; a template fills each ``{column}`` with the stripped cell and drops
+    the spaces left by empty ones (``"{name} {type}"`` with no type -> ``"HEMNES"``).
+    """
+    idx = {c: i for i, c in enumerate(columns)}
+    if not is_template(spec):
+        i = idx[spec]
+        return lambda cells: cells[i].strip()
+    pieces = [
+        (lit, None if name is None else idx[name]) for lit, name, _, _ in string.Formatter().parse(spec)
+    ]
+
+    def render(cells: Sequence[str]) -> str:
+        out = "".join(lit + ("" if i is None else cells[i].strip()) for lit, i in pieces)
+        return " ".join(out.split())
+
+    return render
+
+
+def _spec_from(value: Any, key: str, source: str) -> str:
+    """A title/text entry as given (column, template or list of columns) -> one spec string."""
+    if isinstance(value, list) and value and all(isinstance(v, str) and v.strip() for v in value):
+        return " ".join("{" + v + "}" for v in value)
+    if isinstance(value, str) and value.strip():
+        if is_template(value):
+            try:
+                template_columns(value)
+            except CatalogError as err:
+                raise CatalogError(f"{source}: key {key!r}: {err}") from None
+        return value
+    raise CatalogError(
+        f'{source}: key {key!r} must be a column name, a template like "{{name}} {{type}}" or a list of '
+        f"column names, got {value!r}"
+    )
+
+
 # ---------------------------------------------------------------------------- loading
 def load_mapping(path: str | Path) -> ColumnMapping:
     """Read a column mapping from a ``.toml``, ``.yaml``/``.yml`` or ``.json`` file.
 
-    Keys: ``id`` and ``title`` (required, column names), ``text`` and ``attributes`` (a column name or
-    a list of them), ``image`` (a column name). Raises :class:`CatalogError` naming the file and key.
+    Keys: ``id`` (required, a column name), ``title`` (required: a column, a template
+    ``"{name} {type}"`` or a list of columns), ``text`` (a list of columns or templates),
+    ``attributes`` (a column name or a list of them), ``image`` (a column of paths or URLs),
+    ``image_root`` (the folder image paths resolve in; relative to the mapping file's folder).
+    Raises :class:`CatalogError` naming the file and key.
     """
     path = Path(path)
     if not path.is_file():
@@ -112,7 +193,10 @@ def load_mapping(path: str | Path) -> ColumnMapping:
         raise
     except Exception as err:  # parse errors of three libraries; each message carries the line
         raise CatalogError(f"{path}: cannot parse column mapping ({err.__class__.__name__}: {err})") from err
-    return mapping_from_dict(data, source=str(path))
+    mapping = mapping_from_dict(data, source=str(path))
+    if mapping.image_root and not Path(mapping.image_root).expanduser().is_absolute():
+        mapping.image_root = str((path.parent / mapping.image_root).resolve())
+    return mapping
 
 
 def mapping_from_dict(data: Any, *, source: str = "column mapping") -> ColumnMapping:
@@ -129,35 +213,43 @@ def mapping_from_dict(data: Any, *, source: str = "column mapping") -> ColumnMap
             raise CatalogError(
                 f"{source}: missing required key {key!r} (the column holding the product {key})"
             )
-        if not isinstance(data[key], str) or not data[key].strip():
-            raise CatalogError(f"{source}: key {key!r} must be a column name, got {data[key]!r}")
+    if not isinstance(data["id"], str) or not data["id"].strip():
+        raise CatalogError(f"{source}: key 'id' must be a column name, got {data['id']!r}")
+    title = _spec_from(data["title"], "title", source)
     lists: dict[str, list[str]] = {}
     for key in ("text", "attributes"):
         value = data.get(key) or []
         if isinstance(value, str):
             value = [value]
         if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
-            raise CatalogError(
-                f"{source}: key {key!r} must be a column name or a list of them, got {value!r}"
+            what = (
+                "a column name, a template or a list of them"
+                if key == "text"
+                else "a column name or a list of them"
             )
-        lists[key] = list(value)
-    image = data.get("image")
-    if image is not None and not isinstance(image, str):
-        raise CatalogError(f"{source}: key 'image' must be a column name, got {image!r}")
+            raise CatalogError(f"{source}: key {key!r} must be {what}, got {value!r}")
+        lists[key] = [_spec_from(v, key, source) for v in value] if key == "text" else list(value)
+    for key in ("image", "image_root"):
+        value = data.get(key)
+        if value is not None and not isinstance(value, str):
+            what = "a column name" if key == "image" else "a folder path"
+            raise CatalogError(f"{source}: key {key!r} must be {what}, got {value!r}")
     return ColumnMapping(
         id=data["id"],
-        title=data["title"],
+        title=title,
         text=lists["text"],
         attributes=lists["attributes"],
-        image=image or None,
+        image=data.get("image") or None,
+        image_root=data.get("image_root") or None,
     )
 
 
 def check_mapping_columns(mapping: ColumnMapping, columns: Sequence[str], source: str) -> None:
     """Raise :class:`CatalogError` if ``mapping`` names a column that ``columns`` lacks."""
     have = set(columns)
-    named = [("id", mapping.id), ("title", mapping.title)]
-    named += [("text", c) for c in mapping.text] + [("attributes", c) for c in mapping.attributes]
+    named = [("id", mapping.id)] + [("title", c) for c in template_columns(mapping.title)]
+    named += [("text", c) for spec in mapping.text for c in template_columns(spec)]
+    named += [("attributes", c) for c in mapping.attributes]
     if mapping.image:
         named.append(("image", mapping.image))
     missing = [f"{role}={col!r}" for role, col in named if col not in have]

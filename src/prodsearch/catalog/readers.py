@@ -7,9 +7,10 @@ import json
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from prodsearch.catalog.fetch import FetchOptions
 from prodsearch.catalog.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
 from prodsearch.catalog.mapping import DETECT_SAMPLE_ROWS, check_mapping_columns, detect_mapping
 from prodsearch.catalog.schema import ColumnMapping, Product, RowProblem
@@ -53,11 +54,14 @@ def read_catalog(
     progress: bool = False,
     encoding: str | None = None,
     workers: int = DEFAULT_IMAGE_WORKERS,
+    image_root: str | Path | None = None,
+    fetch_options: FetchOptions | None = None,
 ) -> CatalogReadResult:
     """Read and validate a ``.csv``/``.tsv``/``.jsonl``/``.ndjson``/``.json``/``.parquet`` catalog.
 
     Args:
-        path: the catalog file; image paths in it resolve relative to its folder and must stay inside.
+        path: the catalog file; image paths in it resolve relative to its folder and must stay inside
+            (or inside ``image_root``); http(s) URLs are fetched and cached.
         mapping: which columns are id/title/text/attributes/image; detected from the header if None.
         strict: raise :class:`CatalogError` naming the first bad row instead of skipping bad rows.
         check_images: fully decode every image (under ``max_pixels``); paths are checked and files
@@ -65,6 +69,9 @@ def read_catalog(
         limit: read only the first ``limit`` data rows.
         encoding: text encoding of CSV/JSON files; default UTF-8 (with or without a byte-order mark).
         workers: threads for the image checks.
+        image_root: the folder image paths resolve in and may not leave, overriding
+            ``mapping.image_root``; relative roots resolve against the current directory.
+        fetch_options: timeouts, caps and retries for image URLs.
 
     Raises:
         CatalogError: unreadable file, unknown format, no id/title column, a mapping naming missing
@@ -86,7 +93,14 @@ def read_catalog(
         log.info("%s: no column mapping given; detected %s", path, mapping.to_dict())
     else:
         check_mapping_columns(mapping, table.columns, str(path))
+    if image_root is not None:
+        mapping = replace(mapping, image_root=str(Path(image_root).expanduser().absolute()))
     root = path.absolute().parent
+    if mapping.image_root:
+        root = (root / Path(mapping.image_root).expanduser()).absolute()  # absolute roots stay as given
+        if not root.is_dir():
+            raise CatalogError(f"{path}: image root {mapping.image_root!r} is not a folder ({root})")
+        mapping = replace(mapping, image_root=str(root))
     t1 = time.perf_counter()
     products, problems = validate_rows(
         table,
@@ -98,6 +112,7 @@ def read_catalog(
         max_bytes=max_bytes,
         workers=workers,
         progress=progress,
+        fetch_options=fetch_options,
     )
     t_validate = time.perf_counter() - t1
     result = CatalogReadResult(

@@ -13,7 +13,11 @@ class ColumnMapping:
 
     ``id`` and ``title`` are required; ``text`` are further free-text fields (description, brand...);
     ``attributes`` are categorical/numeric fields used for filters, facets and attribute phrases;
-    ``image`` is a path relative to the catalog file (or absolute inside its folder).
+    ``image`` holds a path (relative to ``image_root``) or an http(s) URL; ``image_root`` is the folder
+    image paths resolve in and may not leave (default: the catalog file's folder).
+
+    ``title`` and each ``text`` entry are a column name or a template naming columns in braces
+    (``"{name} {type}"``, see :mod:`prodsearch.catalog.mapping`).
     """
 
     id: str
@@ -21,13 +25,17 @@ class ColumnMapping:
     text: list[str] = field(default_factory=list)
     attributes: list[str] = field(default_factory=list)
     image: str | None = None
+    image_root: str | None = None
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        if out["image_root"] is None:  # indexes written before image roots existed compare equal
+            del out["image_root"]
+        return out
 
     @classmethod
     def from_dict(cls, data: dict) -> ColumnMapping:
-        known = {"id", "title", "text", "attributes", "image"}
+        known = {"id", "title", "text", "attributes", "image", "image_root"}
         unknown = set(data) - known
         if unknown:
             from prodsearch.errors import CatalogError

@@ -2,7 +2,8 @@
 
 Cheap field checks (id, duplicate id, title, image path present) run in order; the image checks
 (path containment, existence, full decode under the pixel cap, SHA-256) run in a thread pool:
-Pillow's decoders, ``hashlib`` and file reads release the GIL.
+Pillow's decoders, ``hashlib`` and file reads release the GIL. Image cells that are http(s) URLs are
+fetched first (:mod:`prodsearch.catalog.fetch`), concurrently and cached by content hash.
 
 Every problem reason starts with a short kind followed by ``":"`` where details follow (``"image file
 not found: ..."``); :func:`problem_kind` reads it back for summaries.
@@ -19,7 +20,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
+from prodsearch.catalog.fetch import FetchOptions, ImageFetcher, is_url
 from prodsearch.catalog.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS, check_image
+from prodsearch.catalog.mapping import compile_field
 from prodsearch.catalog.schema import ColumnMapping, Product, RowProblem
 from prodsearch.catalog.tables import RawTable
 from prodsearch.errors import CatalogError, ImageError
@@ -29,7 +32,7 @@ log = logging.getLogger(__name__)
 #: Threads for the image checks (I/O + decode; more than the core count helps on cold disks).
 DEFAULT_IMAGE_WORKERS = 4
 _CHUNK = 64  # image checks per thread-pool task
-_REMOTE = ("http://", "https://", "ftp://", "s3://", "gs://")
+_REMOTE = ("ftp://", "s3://", "gs://")  # http(s) URLs are fetched; these are not
 
 
 class _Rejected(Exception):
@@ -62,12 +65,15 @@ def validate_rows(
     max_bytes: int = DEFAULT_MAX_BYTES,
     workers: int = DEFAULT_IMAGE_WORKERS,
     progress: bool = False,
+    fetch_options: FetchOptions | None = None,
 ) -> tuple[list[Product], list[RowProblem]]:
-    """Validate every row of ``table``; image paths resolve inside the folder ``root``.
+    """Validate every row of ``table``; image paths resolve inside the folder ``root`` (the catalog's
+    folder, or ``mapping.image_root`` when set).
 
     Returns the accepted products (in file order) and all problems (table parse problems included)
     sorted by row. With ``strict`` raise :class:`CatalogError` for the first problem by row instead.
     ``check_images=False`` skips decoding (paths are still confined, checked to exist and hashed).
+    Image URLs are fetched with ``fetch_options`` (default :class:`FetchOptions` with these caps).
     """
     problems = sorted(table.problems, key=lambda p: p.row or 0)
     stop_row = problems[0].row if (strict and problems) else None
@@ -81,9 +87,15 @@ def validate_rows(
     products: list[Product] = []
     image_problems: list[RowProblem] = []
     with_image = [p for p in pending if p.image is not None]
+    urls = [p.image for p in with_image if p.image and is_url(p.image)]
+    fetched = {}
+    if urls:
+        opts = fetch_options or FetchOptions(max_bytes=max_bytes, max_pixels=max_pixels)
+        fetched = ImageFetcher(opts).fetch_many(urls, progress=progress)
     outcomes = _check_images(
-        with_image, root, check_images, max_pixels, max_bytes, workers, progress, mapping.image
-    )
+        with_image, root, check_images, max_pixels, max_bytes, workers, progress, mapping.image, fetched,
+        "image root" if mapping.image_root else "catalog folder",
+    )  # fmt: skip
     try:
         for p in pending:
             path = digest = None
@@ -119,9 +131,10 @@ def _check_fields(
     table: RawTable, mapping: ColumnMapping, stop_row: int | None, strict: bool
 ) -> tuple[list[_Pending], list[RowProblem]]:
     idx = {c: i for i, c in enumerate(table.columns)}
-    i_id, i_title = idx[mapping.id], idx[mapping.title]
+    i_id = idx[mapping.id]
+    title_of = compile_field(mapping.title, table.columns)
     i_img = idx[mapping.image] if mapping.image else None
-    text_cols = [(c, idx[c]) for c in mapping.text]
+    text_cols = [(spec, compile_field(spec, table.columns)) for spec in mapping.text]
     attr_cols = [(c, idx[c]) for c in mapping.attributes]
     seen: dict[str, int] = {}
     pending: list[_Pending] = []
@@ -129,7 +142,8 @@ def _check_fields(
     for cells, n in zip(table.rows, table.row_numbers, strict=True):
         if stop_row is not None and n >= stop_row:
             break
-        problem = _row_problem(cells, n, mapping, i_id, i_title, i_img, seen)
+        title = title_of(cells)
+        problem = _row_problem(cells, n, mapping, i_id, title, i_img, seen)
         if problem is not None:
             problems.append(problem)
             if strict:
@@ -141,8 +155,8 @@ def _check_fields(
             _Pending(
                 row=n,
                 id=pid,
-                title=cells[i_title].strip(),
-                text={c: cells[i].strip() for c, i in text_cols},
+                title=title,
+                text={spec: render(cells) for spec, render in text_cols},
                 attributes={c: cells[i].strip() for c, i in attr_cols},
                 image=cells[i_img].strip() if i_img is not None else None,
             )
@@ -150,13 +164,13 @@ def _check_fields(
     return pending, problems
 
 
-def _row_problem(cells, n, mapping, i_id, i_title, i_img, seen) -> RowProblem | None:
+def _row_problem(cells, n, mapping, i_id, title, i_img, seen) -> RowProblem | None:
     pid = cells[i_id].strip()
     if not pid:
         return RowProblem(n, None, mapping.id, "missing id")
     if pid in seen:
         return RowProblem(n, pid, mapping.id, f"duplicate id: {pid!r} was first seen in row {seen[pid]}")
-    if not cells[i_title].strip():
+    if not title:
         return RowProblem(n, pid, mapping.title, "empty title")
     if i_img is not None:
         value = cells[i_img].strip()
@@ -167,7 +181,7 @@ def _row_problem(cells, n, mapping, i_id, i_title, i_img, seen) -> RowProblem | 
                 n,
                 pid,
                 mapping.image,
-                f"remote image URL: {value!r}; download the photos and give local paths",
+                f"unsupported image URL: {value!r}; give an http(s) URL or a local path",
             )
     return None
 
@@ -181,13 +195,26 @@ def _check_images(
     workers: int,
     progress: bool,
     field: str | None,
+    fetched: dict,
+    root_label: str,
 ) -> Generator[tuple[str, str] | RowProblem, None, None]:
-    """Outcomes in the order of ``pending``: ``(path, sha256)`` or the row's problem."""
-    resolver = PathResolver(root)
+    """Outcomes in the order of ``pending``: ``(path, sha256)`` or the row's problem.
+
+    ``fetched`` maps image URLs to their :class:`~prodsearch.catalog.fetch.FetchResult` (the fetcher
+    already applied the byte and pixel caps and the decode check to the downloaded bytes).
+    """
+    resolver = PathResolver(root, label=root_label)
 
     def chunk(items: list[_Pending]) -> list[tuple[str, str] | RowProblem]:
         out: list[tuple[str, str] | RowProblem] = []
         for p in items:
+            got = fetched.get(p.image) if p.image else None
+            if got is not None:
+                if got.error is not None:
+                    out.append(RowProblem(p.row, p.id, field, got.error))
+                else:
+                    out.append((got.path, got.sha256))
+                continue
             try:
                 out.append(
                     check_image_file(
@@ -222,7 +249,8 @@ class PathResolver:
     path component.
     """
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, *, label: str = "catalog folder"):
+        self.label = label  # "catalog folder" or "image root", for messages
         self.root = os.path.realpath(root)
         self._prefix = self.root if self.root.endswith(os.sep) else self.root + os.sep
         self._dirs: dict[str, str] = {}
@@ -236,8 +264,11 @@ class PathResolver:
             if os.path.exists(alt):
                 path = alt
         if not (path == self.root or path.startswith(self._prefix)):
+            hint = (
+                "" if self.label != "catalog folder" else "; photos kept elsewhere: set image_root / --images"
+            )
             raise _Rejected(
-                f"image path escapes the catalog folder: {value!r} resolves to {path}, outside {self.root}"
+                f"image path escapes the {self.label}: {value!r} resolves to {path}, outside {self.root}{hint}"
             )
         return path
 
