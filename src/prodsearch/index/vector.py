@@ -145,6 +145,11 @@ class VectorIndex:
         self._label_row = np.zeros(0, np.int64)  # (graph ntotal,) row of each label, -1 = dead
         self._dead = 0
         self._lock = threading.RLock()
+        #: When True, searches never touch the graph (no lazy insert or rebuild): the owner (a
+        #: segmented backend) merges changes in a compaction instead, off the search path.
+        self.frozen = False
+        #: Metadata of the saved generation this index was loaded from ({} if built in memory).
+        self.meta: dict[str, Any] = {}
 
     def params(self) -> dict[str, Any]:
         return {
@@ -306,6 +311,22 @@ class VectorIndex:
                 raise ProductNotFoundError(f"iid(s) {missing} are not in this vector index")
             return self._vecs[rows].copy()
 
+    def copy(self) -> VectorIndex:
+        """An independent copy (buffers and graph), e.g. to merge changes into off the search path."""
+        with self._lock:
+            new = VectorIndex(self.dim, **self.params())
+            n = self._n
+            new._vecs, new._ids = self._vecs[:n].copy(), self._ids[:n].copy()
+            new._labels, new._n = self._labels[:n].copy(), n
+            if self._graph is not None:
+                import faiss
+
+                new._graph = faiss.clone_index(self._graph)
+                new._graph.hnsw.efSearch = self.ef_search
+                new._label_row, new._dead = self._label_row.copy(), self._dead
+            new.meta = dict(self.meta)
+            return new
+
     # ------------------------------------------------------------------ graph maintenance
     def sync(self) -> None:
         """Bring the search structure up to date now (otherwise done lazily by the next search or save)."""
@@ -383,7 +404,8 @@ class VectorIndex:
                     rows = None  # the filter allows everything
             if n == 0 or (rows is not None and rows.size == 0):
                 return [Hits.empty() for _ in range(q.shape[0])]
-            self.sync()
+            if not self.frozen:
+                self.sync()
             n_cand = n if rows is None else int(rows.size)
             small = rows is not None and (n_cand <= self.exact_fraction * n or n_cand <= self.exact_min)
             if self._graph is None or small:
@@ -435,10 +457,11 @@ class VectorIndex:
         return out
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path, name: str) -> Path:
+    def save(self, directory: str | Path, name: str, *, meta: dict[str, Any] | None = None) -> Path:
         """Save as one crash-safe unit: ``directory/name.json`` + ``directory/name.gen-N/``
         (``name.vectors.npy`` (N, D) float32, ``name.iids.npy`` (N,) int64 and, with a graph,
-        ``name.labels.npy`` + ``name.faiss``). Returns the generation folder."""
+        ``name.labels.npy`` + ``name.faiss``). ``meta``: extra keys for the pointer (e.g. the
+        operation-log sequence number the saved state includes). Returns the generation folder."""
         import faiss
 
         with self._lock:
@@ -450,7 +473,8 @@ class VectorIndex:
                 if self._graph is not None:
                     np.save(gen.path(f"{name}.labels.npy"), self._labels[:n])
                     faiss.write_index(self._graph, str(gen.path(f"{name}.faiss")))
-                meta = {
+                info = {
+                    **(meta or {}),
                     "type": "prodsearch.VectorIndex",
                     "dim": self.dim,
                     "count": n,
@@ -458,7 +482,8 @@ class VectorIndex:
                     "graph_ntotal": int(self._label_row.shape[0]),
                     "params": self.params(),
                 }
-                return gen.commit(meta)
+                self.meta = dict(info)
+                return gen.commit(info)
 
     @classmethod
     def load(cls, directory: str | Path, name: str, *, verify: bool = True) -> VectorIndex:
@@ -495,6 +520,7 @@ class VectorIndex:
                 f"index file {gen / f'{name}.iids.npy'} has duplicate iids; rebuild the index"
             )
         self._vecs, self._ids, self._n = vecs, ids, count
+        self.meta = dict(meta)
         self._labels = np.full(count, -1, np.int64)
         if meta.get("ann") == "hnsw":
             import faiss
