@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from prodsearch.catalog import ColumnMapping, detect_mapping, load_mapping
-from prodsearch.catalog.mapping import normalize_name
+from prodsearch.catalog.mapping import detect_mapping_report, normalize_name
 from prodsearch.errors import CatalogError
 
 FASHION_HEADER = [
@@ -101,10 +101,47 @@ def test_value_checks_choose_attributes():
 
 
 def test_cardinality_cap_grows_with_the_sample():
-    rows = [{"id": str(i), "title": "t", "city": f"c{i % 60}"} for i in range(1000)]  # 60 distinct
-    assert detect_mapping(["id", "title", "city"], sample_rows=rows).attributes == []  # cap max(50, 50)
-    rows = [{"id": str(i), "title": "t", "city": f"c{i % 60}"} for i in range(1200)]
-    assert detect_mapping(["id", "title", "city"], sample_rows=rows).attributes == ["city"]  # cap 60
+    # long labels (6 words) are not "short values": only the cardinality cap max(50, 5% of rows) applies
+    def rows(n: int, distinct: int) -> list[dict[str, str]]:
+        return [
+            {"id": str(i), "title": "t", "note": f"a longer label number {i % distinct} here"}
+            for i in range(n)
+        ]
+
+    assert detect_mapping(["id", "title", "note"], sample_rows=rows(1000, 60)).attributes == []  # cap 50
+    assert detect_mapping(["id", "title", "note"], sample_rows=rows(1200, 60)).attributes == [
+        "note"
+    ]  # cap 60
+
+
+def test_short_repeated_values_are_attributes_whatever_their_name():
+    # a furniture catalog: free-text colours and types, 60 distinct each over 300 rows (over the cap of 50)
+    rows = [
+        {"sku": str(i), "name": f"N{i}", "typ": f"Möbel {i % 60}", "färg": f"white stained oak {i % 60}",
+         "maße": f"{i}x{i + 1} cm"}
+        for i in range(300)
+    ]  # fmt: skip
+    report = detect_mapping_report(list(rows[0]), rows)
+    assert report.mapping.attributes == ["typ", "färg"]
+    assert report.used["typ"].startswith("attribute: short values, 60 distinct")
+    assert list(report.ignored) == ["maße"] and "300 distinct" in report.ignored["maße"]
+
+
+def test_detection_report_names_every_column_and_suggests_an_editable_mapping(tmp_path):
+    rows = [
+        {**r, "url": "http://x", "notes": ""}
+        for r in (dict(zip(FASHION_HEADER, v, strict=True)) for v in _fashion_rows())
+    ]
+    report = detect_mapping_report(list(rows[0]), rows)
+    assert set(report.used) | set(report.ignored) == set(rows[0])
+    assert report.ignored == {
+        "width": "technical column name", "height": "technical column name", "pixel_md5": "technical column name",
+        "url": "technical column name", "notes": "empty in the sample",
+    }  # fmt: skip
+    assert report.used["productDisplayName"] == "title: its name"
+    assert "ignored 'notes': empty in the sample" in report.summary()
+    (tmp_path / "m.toml").write_text(report.to_toml("styles.csv"))
+    assert load_mapping(tmp_path / "m.toml") == report.mapping  # the suggestion loads back as is
 
 
 def test_image_column_found_by_its_values():

@@ -137,10 +137,23 @@ def test_latin1_file_is_a_clear_error_with_the_byte_offset(shop: Path):
     path = shop / "c.csv"
     path.write_bytes("id,title\n1,Café crème\n".encode("latin-1"))
     offset = len(b"id,title\n1,Caf")
-    with pytest.raises(CatalogError, match=rf"c\.csv: not valid UTF-8 at byte offset {offset} .*encoding="):
+    with pytest.raises(
+        CatalogError, match=rf"c\.csv: not valid UTF-8 at byte offset {offset}, line 2 "
+    ) as err:
         read_catalog(path)
+    # the message names the likely encoding, shows the line decoded with it, and the flag to pass
+    assert "looks like cp1252; as cp1252 line 2 reads '1,Café crème'" in str(err.value)
+    assert "--encoding cp1252" in str(err.value)
     res = read_catalog(path, encoding="latin-1")  # and readable when the encoding is given
     assert res.products[0].title == "Café crème"
+
+
+def test_guess_encoding():
+    from prodsearch.catalog.tables import guess_encoding
+
+    assert guess_encoding("Crème".encode("utf-16")) == "utf-16"
+    assert guess_encoding("Crème – 5 €".encode("cp1252")) == "cp1252"
+    assert guess_encoding(b"caf\xe9 \x81") == "latin-1"  # 0x81 is undefined in cp1252
 
 
 def test_utf8_bom_and_semicolon_delimiter(shop: Path):

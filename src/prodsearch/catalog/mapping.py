@@ -17,6 +17,7 @@ import re
 import string
 import unicodedata
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +59,8 @@ TEXT_NAMES = (
 IMAGE_NAMES = (
     "image", "imagepath", "img", "imgpath", "picture", "picturepath", "photo", "photopath", "file",
     "filename", "filepath", "imagefile", "imagefilename", "imagename", "mainimage", "primaryimage",
-    "thumbnail", "path", "imagelocation",
+    "thumbnail", "path", "imagelocation", "imageurl", "imagelink", "imagesrc", "mainimageurl", "pictureurl",
+    "photourl", "imgurl", "thumbnailurl",
     "bild", "bildpfad", "imagen", "immagine", "foto", "afbeelding", "imagem", "zdjecie",
 )  # fmt: skip
 
@@ -260,6 +262,57 @@ def check_mapping_columns(mapping: ColumnMapping, columns: Sequence[str], source
 
 
 # ---------------------------------------------------------------------------- detection
+@dataclass
+class DetectionReport:
+    """What :func:`detect_mapping_report` chose and why: the mapping, a one-line reason per used
+    column and per ignored column, in column order."""
+
+    mapping: ColumnMapping
+    used: dict[str, str] = field(default_factory=dict)  # column -> "role: why"
+    ignored: dict[str, str] = field(default_factory=dict)  # column -> why it plays no role
+
+    def summary(self) -> str:
+        """Human lines: the roles, then each ignored column with its reason."""
+        m = self.mapping
+        lines = [
+            f"detected columns: id={m.id!r}, title={m.title!r}, image={m.image!r}, text={m.text}, "
+            f"attributes={m.attributes}"
+        ]
+        lines += [f"  ignored {col!r}: {why}" for col, why in self.ignored.items()]
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict:
+        return {"mapping": self.mapping.to_dict(), "used": dict(self.used), "ignored": dict(self.ignored)}
+
+    def to_toml(self, source: str = "") -> str:
+        """A mapping file the user can edit (``prodsearch mapping CATALOG > mapping.toml``)."""
+        m = self.mapping
+
+        def q(value: str) -> str:
+            return json.dumps(value, ensure_ascii=False)  # a TOML basic string is a JSON string
+
+        def arr(values: list[str]) -> str:
+            return "[" + ", ".join(q(v) for v in values) + "]"
+
+        lines = [f"# column mapping detected from {source}" if source else "# detected column mapping"]
+        lines += [
+            "# Edit and pass with --mapping. title and text entries may compose columns:",
+            '#   title = "{name} {type}"',
+            f"id = {q(m.id)}",
+            f"title = {q(m.title)}",
+            f"text = {arr(m.text)}",
+            f"attributes = {arr(m.attributes)}",
+        ]
+        lines.append(f"image = {q(m.image)}" if m.image else '# image = "photo"   # no image column found')
+        lines.append(
+            '# image_root = "../photos"   # folder the image paths resolve in (default: the catalog\'s)'
+        )
+        if self.ignored:
+            lines.append("# columns not used:")
+            lines += [f"#   {col}: {why}" for col, why in self.ignored.items()]
+        return "\n".join(lines) + "\n"
+
+
 def detect_mapping(df_or_columns: Any, sample_rows: Any = None) -> ColumnMapping:
     """Guess a :class:`ColumnMapping` from column names and (optionally) sample values.
 
@@ -271,28 +324,49 @@ def detect_mapping(df_or_columns: Any, sample_rows: Any = None) -> ColumnMapping
     Raises:
         CatalogError: no id or no title column; the message lists the columns and what was expected.
     """
+    return detect_mapping_report(df_or_columns, sample_rows).mapping
+
+
+def detect_mapping_report(df_or_columns: Any, sample_rows: Any = None) -> DetectionReport:
+    """:func:`detect_mapping` with the reason for every column's role, or for ignoring it."""
     columns, sample = _columns_and_sample(df_or_columns, sample_rows)
     dupes = sorted({c for c in columns if columns.count(c) > 1})
     if dupes:
         raise CatalogError(f"duplicate column name(s) {dupes} in {columns}")
     norm = {c: normalize_name(c) for c in columns}
     used: set[str] = set()
+    why_used: dict[str, str] = {}
 
-    id_col = _pick(columns, norm, used, ID_NAMES) or _pick_suffix(columns, norm, used, ("id", "sku"), sample)
+    id_col = _pick(columns, norm, used, ID_NAMES)
+    why_used[id_col or ""] = "id: its name"
+    if id_col is None:
+        id_col = _pick_suffix(columns, norm, used, ("id", "sku"), sample)
+        why_used[id_col or ""] = "id: named *id/*sku with unique values"
     if id_col is None:
         raise _not_found("id", columns, ID_NAMES)
     used.add(id_col)
-    title_col = _pick(columns, norm, used, TITLE_NAMES) or _pick_title_fallback(columns, norm, used)
+    title_col = _pick(columns, norm, used, TITLE_NAMES)
+    why_used[title_col or ""] = "title: its name"
+    if title_col is None:
+        title_col = _pick_title_fallback(columns, norm, used)
+        why_used[title_col or ""] = "title: named like *title / *name"
     if title_col is None:
         raise _not_found("title", columns, TITLE_NAMES)
     used.add(title_col)
     image_col = _pick_image(columns, norm, used, sample)
     if image_col:
         used.add(image_col)
+        why_used[image_col] = "image: " + (
+            "values are image files"
+            if sample and _looks_like_image_paths(sample.get(image_col))
+            else "its name"
+        )
 
     text = [c for c in columns if c not in used and _is_text_name(norm[c])]
     used.update(text)
+    why_used.update({c: "text: its name" for c in text})
     attributes: list[str] = []
+    ignored: dict[str, str] = {}
     n_rows = len(next(iter(sample.values()), [])) if sample else 0
     for col in columns:
         if col in used:
@@ -300,13 +374,18 @@ def detect_mapping(df_or_columns: Any, sample_rows: Any = None) -> ColumnMapping
         kind, why = _classify_rest(norm[col], sample.get(col) if sample else None, n_rows)
         if kind == "text":
             text.append(col)
+            why_used[col] = f"text: {why}"
         elif kind == "attribute":
             attributes.append(col)
+            why_used[col] = f"attribute: {why}"
         else:
-            log.debug("column %r not used: %s", col, why)
+            ignored[col] = why
     mapping = ColumnMapping(id=id_col, title=title_col, text=text, attributes=attributes, image=image_col)
-    log.debug("detected column mapping: %s", mapping.to_dict())
-    return mapping
+    report = DetectionReport(
+        mapping, used={c: why_used[c] for c in columns if c in why_used}, ignored=ignored
+    )
+    log.debug("%s", report.summary())
+    return report
 
 
 def _columns_and_sample(
@@ -448,6 +527,11 @@ def _classify_rest(n: str, values: list[str] | None, n_rows: int) -> tuple[str, 
     cap = max(50, int(0.05 * n_rows))
     if distinct <= cap:
         return "attribute", f"{distinct} distinct values"
+    # Short values that repeat (each seen twice or more on average) are categories too, whatever the
+    # column is called and in whatever language: "white stained oak effect" colours, sizes, types.
+    short = mean_len <= 32 and sum(len(v.split()) <= 5 for v in filled) >= 0.9 * len(filled)
+    if short and distinct <= 0.5 * len(filled):
+        return "attribute", f"short values, {distinct} distinct in {len(filled)} filled rows"
     return "skip", f"{distinct} distinct values in {n_rows} rows (more than {cap}: not categorical)"
 
 

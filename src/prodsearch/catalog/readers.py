@@ -12,9 +12,14 @@ from pathlib import Path
 
 from prodsearch.catalog.fetch import FetchOptions
 from prodsearch.catalog.images import DEFAULT_MAX_BYTES, DEFAULT_MAX_PIXELS
-from prodsearch.catalog.mapping import DETECT_SAMPLE_ROWS, check_mapping_columns, detect_mapping
+from prodsearch.catalog.mapping import (
+    DETECT_SAMPLE_ROWS,
+    DetectionReport,
+    check_mapping_columns,
+    detect_mapping_report,
+)
 from prodsearch.catalog.schema import ColumnMapping, Product, RowProblem
-from prodsearch.catalog.tables import read_table
+from prodsearch.catalog.tables import RawTable, read_table
 from prodsearch.catalog.validate import DEFAULT_IMAGE_WORKERS, problem_kind, validate_rows
 from prodsearch.errors import CatalogError
 from prodsearch.paths import atomic_write_text
@@ -32,6 +37,7 @@ class CatalogReadResult:
     source: str
     rows: int  # data rows read (accepted + rejected)
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage: read, validate
+    detection: DetectionReport | None = None  # how the mapping was detected (None: it was given)
 
     @property
     def accepted(self) -> int:
@@ -83,14 +89,11 @@ def read_catalog(
     t0 = time.perf_counter()
     table = read_table(path, limit=limit, encoding=encoding)
     t_read = time.perf_counter() - t0
+    detection = None
     if mapping is None:
-        if not table.columns:
-            raise CatalogError(f"{path}: no columns found (empty catalog?)")
-        try:
-            mapping = detect_mapping(table.columns, sample_rows=table.rows[:DETECT_SAMPLE_ROWS])
-        except CatalogError as err:
-            raise CatalogError(f"{path}: {err}") from None
-        log.info("%s: no column mapping given; detected %s", path, mapping.to_dict())
+        detection = detect_table_mapping(path, table)
+        mapping = detection.mapping
+        log.info("%s: no column mapping given; %s", path, detection.summary())
     else:
         check_mapping_columns(mapping, table.columns, str(path))
     if image_root is not None:
@@ -122,6 +125,7 @@ def read_catalog(
         source=str(path),
         rows=table.total_rows,
         timings={"read": t_read, "validate": t_validate},
+        detection=detection,
     )
     log.info(
         "%s: %d rows, %d accepted, %d rejected (read %.2fs, validate %.2fs)",
@@ -130,6 +134,24 @@ def read_catalog(
     if problems:
         log.warning("%s: %s", path, summarize_problems(problems))
     return result
+
+
+def detect_table_mapping(path: Path, table: RawTable) -> DetectionReport:
+    """Detect the column mapping of a read table; errors name the file."""
+    if not table.columns:
+        raise CatalogError(f"{path}: no columns found (empty catalog?)")
+    try:
+        return detect_mapping_report(table.columns, sample_rows=table.rows[:DETECT_SAMPLE_ROWS])
+    except CatalogError as err:
+        raise CatalogError(f"{path}: {err}") from None
+
+
+def suggest_mapping(path: str | Path, *, encoding: str | None = None) -> DetectionReport:
+    """Detect the mapping of the catalog at ``path`` from its head (``prodsearch mapping CATALOG``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CatalogError(f"{path}: catalog file not found")
+    return detect_table_mapping(path, read_table(path, limit=DETECT_SAMPLE_ROWS, encoding=encoding))
 
 
 def summarize_problems(problems: list[RowProblem], *, show: int = 5) -> str:
@@ -154,6 +176,7 @@ def problem_report(result: CatalogReadResult) -> dict:
         "accepted": result.accepted,
         "rejected": result.rejected,
         "mapping": result.mapping.to_dict(),
+        "detection": result.detection.to_dict() if result.detection else None,
         "by_kind": dict(counts.most_common()),
         "problems": [p.to_dict() for p in result.problems],
     }

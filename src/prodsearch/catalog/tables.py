@@ -74,6 +74,24 @@ def read_table(path: Path, *, limit: int | None = None, encoding: str | None = N
         raise _encoding_error(path, encoding, err) from None
 
 
+#: Encodings tried, in order, to suggest one when a file is not UTF-8.
+_CANDIDATE_ENCODINGS = ("utf-16", "cp1252", "latin-1")
+
+
+def guess_encoding(data: bytes) -> str | None:
+    """The likely encoding of bytes that are not UTF-8: UTF-16 if a byte-order mark says so, else
+    Windows-1252 when it decodes (the usual spreadsheet export), else Latin-1 (which decodes anything)."""
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return "utf-16"
+    for enc in _CANDIDATE_ENCODINGS[1:]:
+        try:
+            data.decode(enc)
+            return enc
+        except UnicodeDecodeError:
+            continue
+    return None  # pragma: no cover - latin-1 decodes every byte
+
+
 def _encoding_error(path: Path, encoding: str | None, err: UnicodeDecodeError) -> CatalogError:
     if encoding:
         return CatalogError(f"{path}: cannot decode as {encoding!r}: {err}")
@@ -83,9 +101,18 @@ def _encoding_error(path: Path, encoding: str | None, err: UnicodeDecodeError) -
         offset, bad = -1, b""
     except UnicodeDecodeError as e:
         offset, bad = e.start, data[e.start : e.start + 4]
+    line = data.count(b"\n", 0, max(offset, 0)) + 1
+    guess = guess_encoding(data)
+    seen = ""
+    if guess and offset >= 0:
+        start = data.rfind(b"\n", 0, offset) + 1
+        end = data.find(b"\n", offset)
+        text = data[start : end if end >= 0 else len(data)].decode(guess, errors="replace").strip()
+        seen = f"; as {guess} line {line} reads {text[:80]!r}"
     return CatalogError(
-        f"{path}: not valid UTF-8 at byte offset {offset} (bytes {bad!r}); re-save the file as UTF-8 "
-        f"(e.g. `iconv -f latin1 -t utf-8`) or pass its encoding (encoding='latin-1')"
+        f"{path}: not valid UTF-8 at byte offset {offset}, line {line} (bytes {bad!r}); the file looks like "
+        f"{guess or 'another encoding'}{seen}. Pass --encoding {guess or 'ENCODING'} (Python: "
+        f"encoding={guess!r}) or re-save the file as UTF-8 (e.g. `iconv -f {guess or 'latin1'} -t utf-8`)"
     )
 
 
