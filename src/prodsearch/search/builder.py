@@ -91,8 +91,12 @@ def build_index(
     index_kind: str = "auto",
     batch_size: int = 64,
     progress: bool = False,
+    read_options: dict[str, Any] | None = None,
 ) -> BuildReport:
     """Ingest ``catalog`` into the index folder ``out`` (created if needed) and return what happened.
+
+    ``read_options``: further keyword arguments of :func:`prodsearch.catalog.read_catalog`
+    (``encoding``, ``image_root``, ``fetch_options``).
 
     Raises :class:`EncoderMismatchError` when ``out`` already holds an index built with another encoder.
     """
@@ -103,7 +107,9 @@ def build_index(
     out = Path(out)
     report = BuildReport(index=str(out))
     t0 = time.perf_counter()
-    result = read_catalog(catalog, mapping, strict=strict, limit=limit, progress=progress)
+    result = read_catalog(
+        catalog, mapping, strict=strict, limit=limit, progress=progress, **(read_options or {})
+    )
     report.timings["read"] = time.perf_counter() - t0
     report.rows, report.accepted, report.rejected = result.rows, len(result.products), len(result.problems)
     if result.problems:
