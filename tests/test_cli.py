@@ -88,3 +88,42 @@ def test_index_with_other_encoder_is_refused(cli_index, tiny_catalog, capsys):
         "none",
     )
     assert code == 2 and "built with encoder" in err
+
+
+def test_mapping_command_suggests_an_editable_file_and_index_reports_detection(tmp_path, capsys):
+    import csv
+
+    from PIL import Image
+
+    photos = tmp_path / "photos"  # photos kept outside the catalog's folder
+    photos.mkdir()
+    rows = []
+    for i in range(6):
+        Image.new("RGB", (24, 32), (40 * i, 30, 200 - 30 * i)).save(photos / f"{i}.jpg")
+        rows.append({"sku": f"s{i}", "name": ["HEMNES", "BILLY"][i % 2], "type": ["Bookcase", "Sofa", "Chair"][i % 3],
+                     "colour": "Crème", "width": "80", "image": f"{i}.jpg"})  # fmt: skip
+    cat = tmp_path / "export" / "catalog.csv"
+    cat.parent.mkdir()
+    with open(cat, "w", newline="", encoding="cp1252") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+    code, _, err = run(capsys, "mapping", str(cat))
+    assert code == 2 and "--encoding cp1252" in err  # the é is not UTF-8: the error names the encoding
+    code, toml_text, _ = run(capsys, "mapping", str(cat), "--encoding", "cp1252")
+    assert code == 0 and 'title = "name"' in toml_text and "#   width: technical column name" in toml_text
+    mapping_file = tmp_path / "mapping.toml"
+    mapping_file.write_text(toml_text.replace('title = "name"', 'title = "{name} {type}"'))
+
+    out = tmp_path / "idx"
+    code, stdout, err = run(capsys, "index", str(cat), "--out", str(out), "--encoding", "cp1252", *FAKE)
+    assert code == 2 and "no valid products" in err and "image file not found" in err  # photos elsewhere
+    assert "ignored 'width': technical column name" in err and "prodsearch mapping" in err
+    code, stdout, _ = run(capsys, "index", str(cat), "--out", str(tmp_path / "idx2"), "--encoding", "cp1252",
+                          "--mapping", str(mapping_file), "--images", str(photos), *FAKE)  # fmt: skip
+    assert code == 0 and "6/6 rows accepted" in stdout, stdout
+    code, stdout, _ = run(capsys, "search", str(tmp_path / "idx2"), "bookcase", "--mode", "lexical", "--json",
+                          "--filter", '{"colour": "creme"}')  # fmt: skip
+    titles = [r["title"] for r in json.loads(stdout)["results"]]
+    assert code == 0 and titles[:2] == ["HEMNES Bookcase", "BILLY Bookcase"], titles

@@ -49,6 +49,13 @@ def index(
     catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .jsonl or .parquet.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Index folder (created or updated).")],
     mapping: Annotated[Path | None, typer.Option(help="Column mapping file (TOML/YAML/JSON).")] = None,
+    images: Annotated[
+        Path | None,
+        typer.Option("--images", help="Folder the image paths resolve in (default: the catalog's folder)."),
+    ] = None,
+    encoding: Annotated[
+        str | None, typer.Option(help="Text encoding of the catalog file, e.g. cp1252 (default UTF-8).")
+    ] = None,
     model: Annotated[
         str | None, typer.Option(help="A `prodsearch train` run folder, or clip:PATH / hf-clip:PATH.")
     ] = None,
@@ -80,10 +87,18 @@ def index(
         image_encoder=None if image_encoder == "none" else image_encoder,
         image_options={"image_size": image_size} if image_size else {},
     )
+    column_mapping = _mapping(mapping)
+    if column_mapping is None:  # say which columns play which role, and which are left out
+        from prodsearch.catalog.readers import suggest_mapping
+
+        detection = suggest_mapping(catalog, encoding=encoding)
+        typer.echo(detection.summary() + f"\n(edit it: prodsearch mapping {catalog} > mapping.toml)", err=True)
+        column_mapping = detection.mapping
     rep = build_index(
         catalog,
         out,
-        mapping=_mapping(mapping),
+        mapping=column_mapping,
+        read_options={"encoding": encoding, "image_root": images},
         recipe=recipe,
         strict=strict,
         limit=limit,
@@ -179,6 +194,18 @@ def info(index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar
 
     with Engine.open(index_dir) as engine:
         typer.echo(json.dumps(engine.info(), indent=2, ensure_ascii=False))
+
+
+@app.command("mapping")
+def mapping_cmd(
+    catalog: Annotated[Path, typer.Argument(help="Catalog file: .csv, .tsv, .jsonl or .parquet.")],
+    encoding: Annotated[str | None, typer.Option(help="Text encoding of the catalog file.")] = None,
+) -> None:
+    """Print the detected column mapping as an editable TOML file, with the reason for each ignored
+    column: `prodsearch mapping CATALOG > mapping.toml`, edit, then `index --mapping mapping.toml`."""
+    from prodsearch.catalog.readers import suggest_mapping
+
+    typer.echo(suggest_mapping(catalog, encoding=encoding).to_toml(str(catalog)), nl=False)
 
 
 @app.command()
