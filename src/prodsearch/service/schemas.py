@@ -28,7 +28,12 @@ class SearchRequest(_In):
     offset: int = Field(0, ge=0, description="Results to skip (capped by settings.max_offset).")
     filters: dict[str, Any] | list[Any] | None = Field(
         None,
-        description='Filter object, e.g. {"gender": "men"} or {"not": {"field": "category", "eq": "shoe"}}.',
+        description=(
+            'Filter object, e.g. {"gender": "men"}, {"not": {"field": "category", "eq": "shoe"}} or '
+            '{"field": "colour", "match": "grey"}. eq/in ignore case, accents and extra spaces ("grey" '
+            'equals "Grey"); match is a token match for free-text attributes ("grey" matches "Light Grey"); '
+            "range compares numbers; and/or/not combine."
+        ),
     )
     mode: Mode = "hybrid"
     weights: dict[str, float] | None = Field(None, description="Per-signal weights: lexical, text, image.")
