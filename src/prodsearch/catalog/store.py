@@ -1,5 +1,11 @@
 """The product store: one SQLite file (WAL mode) inside an index folder.
 
+The same file holds the index's *operation log* (tables ``oplog``, ``oplog_items``,
+``oplog_vectors``): :meth:`ProductStore.commit` writes the product rows and, in the same
+transaction, one log entry with a sequence number, the iids it put or deleted and the vectors of
+the put ones. The vector and lexical indexes are rebuilt from this log after a crash
+(``prodsearch.search.writer``), so SQLite's commit is the one commit point of the whole index.
+
 Every product gets a stable integer ``iid``, the id its vectors carry in the ANN indexes. iids come
 from ``INTEGER PRIMARY KEY AUTOINCREMENT``, so SQLite never hands out a deleted product's iid again
 (a stale vector can never point at another product). Each write is one transaction: a failure
@@ -16,7 +22,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -47,6 +53,14 @@ CREATE TABLE IF NOT EXISTS products (
     updated_at TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oplog (seq INTEGER PRIMARY KEY AUTOINCREMENT, at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS oplog_items (
+    seq INTEGER NOT NULL, iid INTEGER NOT NULL, op TEXT NOT NULL, PRIMARY KEY (seq, iid)
+);
+CREATE TABLE IF NOT EXISTS oplog_vectors (
+    seq INTEGER NOT NULL, iid INTEGER NOT NULL, kind TEXT NOT NULL, vec BLOB NOT NULL,
+    PRIMARY KEY (seq, iid, kind)
+);
 """
 _COLS = "iid, id, title, text, attributes, image_path, image_hash"
 
@@ -58,6 +72,16 @@ class UpsertResult:
     added: list[int] = field(default_factory=list)
     updated: list[int] = field(default_factory=list)
     unchanged: list[int] = field(default_factory=list)
+    by_id: dict[str, int] = field(default_factory=dict)  # product id -> iid, every product written
+
+
+@dataclass
+class Plan:
+    """What a commit of a catalog would change (see :meth:`ProductStore.plan`)."""
+
+    changed: list[Product] = field(default_factory=list)  # new or content changed: to encode
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -108,8 +132,9 @@ class ProductStore:
 
     # ------------------------------------------------------------------ plumbing
     @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE``: take the write lock up front), rolled back on error."""
+    def _tx(self, *, invalidate: bool = True) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE``: take the write lock up front), rolled back on
+        error. ``invalidate=False``: the caller patches the caches itself after the commit."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
             try:
@@ -119,7 +144,8 @@ class ProductStore:
                 self._invalidate()
                 raise
             self._conn.execute("COMMIT")
-            self._invalidate()
+            if invalidate:
+                self._invalidate()
 
     def _data_version(self) -> int:
         return int(self._conn.execute("PRAGMA data_version").fetchone()[0])
@@ -194,6 +220,88 @@ class ProductStore:
         )  # fmt: skip
         return result
 
+    def plan(self, products: Sequence[Product], *, delete_missing: bool = False) -> Plan:
+        """What :meth:`commit` would change, without writing: the products that are new or changed
+        (so need encoding) and, with ``delete_missing``, the ids no longer in ``products``."""
+        with self._lock:
+            existing = self._existing(self._conn, [p.id for p in products if isinstance(p, Product)])
+            plan = Plan()
+            for p in products:
+                old = existing.get(p.id) if isinstance(p, Product) else None
+                if old is not None and old[1] == p.content_hash():
+                    plan.unchanged.append(p.id)
+                else:
+                    plan.changed.append(p)
+            if delete_missing:
+                keep = {p.id for p in products if isinstance(p, Product)}
+                plan.deleted = [
+                    pid for (pid,) in self._conn.execute("SELECT id FROM products") if pid not in keep
+                ]
+        return plan
+
+    def commit(
+        self,
+        products: Sequence[Product] = (),
+        *,
+        delete: Sequence[str] = (),
+        delete_missing: bool = False,
+        vectors: Mapping[str, Mapping[str, np.ndarray]] | None = None,
+    ) -> tuple[SyncResult, int]:
+        """Upsert ``products``, delete the ids ``delete`` (and, with ``delete_missing``, every product
+        not in ``products``) and log the change, all in one transaction. Returns what changed and the
+        log entry's sequence number (0 if nothing changed).
+
+        ``vectors[product_id][kind]`` (D,) float32: the vectors of every product that is new or
+        changed (a product's vectors replace all its old ones; a kind it lacks is dropped). A changed
+        product without an entry raises :class:`ValueError`, and nothing is written.
+        Raises :class:`ProductNotFoundError` for an unknown id in ``delete`` (nothing written)."""
+        products, delete, vectors = list(products), list(dict.fromkeys(delete)), vectors or {}
+        with self._tx(invalidate=False) as conn:
+            result = self._upsert(conn, products, SyncResult())
+            found = self._iids_by_id(conn, delete)
+            missing = [i for i in delete if i not in found]
+            if missing:
+                raise ProductNotFoundError(f"cannot delete unknown product id(s) {_preview(missing)}")
+            gone = [found[i] for i in delete]
+            if delete_missing:
+                keep = {p.id for p in products}
+                gone += [iid for iid, pid in conn.execute("SELECT iid, id FROM products") if pid not in keep]
+            self._delete_iids(conn, gone)
+            result.deleted = gone
+            put = result.added + result.updated
+            if not put and not gone:
+                seq = 0
+            else:
+                seq = int(conn.execute("INSERT INTO oplog (at) VALUES (?)", (_now(),)).lastrowid)
+                conn.executemany(
+                    "INSERT INTO oplog_items VALUES (?, ?, ?)",
+                    [(seq, i, "put") for i in put] + [(seq, i, "del") for i in gone],
+                )
+                pid_of = {iid: pid for pid, iid in result.by_id.items()}
+                rows = []
+                for iid in put:
+                    pid = pid_of[iid]
+                    if pid not in vectors:
+                        raise ValueError(f"product {pid!r} is new or changed but has no vectors")
+                    for kind, vec in vectors[pid].items():
+                        blob = np.ascontiguousarray(vec, dtype=np.float32).reshape(-1).tobytes()
+                        rows.append((seq, iid, kind, blob))
+                conn.executemany("INSERT INTO oplog_vectors VALUES (?, ?, ?, ?)", rows)
+        self._patch_caches(products, result)
+        return result, seq
+
+    def _patch_caches(self, products: list[Product], result: SyncResult) -> None:
+        """After :meth:`commit`: evict the touched products and patch the attribute table instead of
+        re-reading it, so a write costs O(batch) (plus array copies), not a full table scan."""
+        put = set(result.added) | set(result.updated)
+        with self._lock:
+            self._version = self._data_version()
+            for iid in [*put, *result.deleted, *result.unchanged]:
+                self._cache.pop(iid, None)
+            if self._attr_cache is not None:
+                attrs = {result.by_id[p.id]: p.attributes for p in products if result.by_id[p.id] in put}
+                self._attr_cache = _patched_table(*self._attr_cache, result.deleted, attrs)
+
     def delete(self, ids: Sequence[str]) -> list[int]:
         """Delete products by id; return their iids in the order given.
 
@@ -213,7 +321,7 @@ class ProductStore:
         self, conn: sqlite3.Connection, products: list[Product], result: UpsertResult
     ) -> UpsertResult:
         existing = self._existing(conn, [p.id for p in products if isinstance(p, Product)])
-        now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        now = _now()
         seen: set[str] = set()
         for i, p in enumerate(products):
             _check_product(p, i)
@@ -230,8 +338,10 @@ class ProductStore:
                     (*row, p.id),
                 )
                 result.added.append(int(cur.lastrowid))
+                result.by_id[p.id] = int(cur.lastrowid)
                 continue
             iid, old_hash, old_path = old
+            result.by_id[p.id] = iid
             if old_hash == chash:
                 if old_path != p.image_path:  # same bytes at a new place: keep the vectors, fix the path
                     conn.execute("UPDATE products SET image_path = ? WHERE iid = ?", (p.image_path, iid))
@@ -370,6 +480,61 @@ class ProductStore:
         """Sorted names of every attribute any product has."""
         return sorted(self.attribute_table()[1])
 
+    # ------------------------------------------------------------------ operation log
+    def last_seq(self) -> int:
+        """Sequence number of the newest log entry ever written (0 if none)."""
+        with self._lock:
+            row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'oplog'").fetchone()
+        return int(row[0]) if row else 0
+
+    def oplog_size(self) -> int:
+        """Number of log entries not yet dropped by a compaction."""
+        with self._lock:
+            return int(self._conn.execute("SELECT COUNT(*) FROM oplog").fetchone()[0])
+
+    def oplog_since(self, seq: int) -> Iterator[LogEntry]:
+        """Log entries with a sequence number above ``seq``, oldest first."""
+        with self._lock:
+            seqs = [
+                int(r[0])
+                for r in self._conn.execute("SELECT seq FROM oplog WHERE seq > ? ORDER BY seq", (seq,))
+            ]
+        for s in seqs:
+            with self._lock:
+                items = self._conn.execute(
+                    "SELECT iid, op FROM oplog_items WHERE seq = ? ORDER BY iid", (s,)
+                ).fetchall()
+                vrows = self._conn.execute(
+                    "SELECT kind, iid, vec FROM oplog_vectors WHERE seq = ? ORDER BY kind, iid", (s,)
+                ).fetchall()
+            entry = LogEntry(
+                seq=s,
+                put=np.asarray([i for i, op in items if op == "put"], dtype=np.int64),
+                deleted=np.asarray([i for i, op in items if op == "del"], dtype=np.int64),
+            )
+            for kind in dict.fromkeys(k for k, _, _ in vrows):
+                rows = [(i, v) for k, i, v in vrows if k == kind]
+                entry.vectors[kind] = (
+                    np.asarray([i for i, _ in rows], dtype=np.int64),
+                    np.stack([np.frombuffer(v, dtype=np.float32) for _, v in rows]),
+                )
+            yield entry
+
+    def trim_oplog(self, upto: int) -> int:
+        """Drop log entries with ``seq <= upto`` (every index component has saved them); returns how
+        many. Reclaims the file space once more than half of the file is free pages."""
+        with self._tx(invalidate=False) as conn:
+            n = conn.execute("DELETE FROM oplog WHERE seq <= ?", (upto,)).rowcount
+            conn.execute("DELETE FROM oplog_items WHERE seq <= ?", (upto,))
+            conn.execute("DELETE FROM oplog_vectors WHERE seq <= ?", (upto,))
+        with self._lock:
+            free = int(self._conn.execute("PRAGMA freelist_count").fetchone()[0])
+            pages = int(self._conn.execute("PRAGMA page_count").fetchone()[0])
+            if pages > 256 and free * 2 > pages:
+                self._conn.execute("VACUUM")
+            self._version = self._data_version()
+        return n
+
     # ------------------------------------------------------------------ metadata
     def meta_get(self, key: str, default: Any = None) -> Any:
         """The JSON value stored under ``key``, or ``default``."""
@@ -382,6 +547,46 @@ class ProductStore:
         payload = json.dumps(value, ensure_ascii=False, sort_keys=True)
         with self._tx() as conn:
             conn.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, payload))
+
+
+@dataclass
+class LogEntry:
+    """One logged write: the iids it put (new or changed) and deleted, and the put vectors per kind
+    (``vectors[kind] = (iids (M,), vectors (M, D))``; a put iid absent from a kind has no vector there)."""
+
+    seq: int
+    put: np.ndarray
+    deleted: np.ndarray
+    vectors: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------- helpers
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _patched_table(
+    iids: np.ndarray, table: dict[str, np.ndarray], deleted: Sequence[int], put: dict[int, dict[str, str]]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """The attribute table (see :meth:`ProductStore.attribute_table`) with rows ``deleted`` removed
+    and the rows of ``put`` (iid -> attributes) replaced or appended (new iids are the largest)."""
+    keep = ~np.isin(iids, np.asarray(list(deleted) + list(put), dtype=np.int64))
+    new = np.asarray(sorted(put), dtype=np.int64)
+    out_iids = np.concatenate([iids[keep], new])
+    order = np.argsort(out_iids, kind="stable")  # an updated iid may sit below the new ones
+    fields = sorted(set(table) | {f for a in put.values() for f in a})
+    out: dict[str, np.ndarray] = {}
+    for f in fields:
+        old = table.get(f)
+        head = old[keep] if old is not None else np.full(int(keep.sum()), "", dtype=object)
+        tail = np.empty(new.size, dtype=object)
+        tail[:] = [put[i].get(f, "") for i in new.tolist()]
+        col = np.concatenate([head, tail])[order]
+        col.flags.writeable = False
+        out[f] = col
+    out_iids = out_iids[order]
+    out_iids.flags.writeable = False
+    return out_iids, out
 
 
 # ---------------------------------------------------------------------------- helpers

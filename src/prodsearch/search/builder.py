@@ -1,15 +1,17 @@
 """Build or incrementally update an index folder from a catalog file.
 
-reader -> store sync -> encode (only new/changed products) -> vector + lexical indexes -> manifest,
-with per-stage timings (clip-retrieval habit). Safe to re-run: an unchanged catalog does no work,
-and a crash at any point leaves an index that the next run repairs (products whose vectors are
-missing are re-encoded; vectors whose products are gone are dropped).
+reader -> plan (what is new, changed, gone) -> encode (only new/changed products) -> one atomic
+logged commit through :class:`~prodsearch.search.writer.IndexWriter` -> compaction (vector and
+lexical indexes saved) -> manifest, with per-stage timings (clip-retrieval habit). Safe to re-run:
+an unchanged catalog does no work; a run killed before its commit changed nothing, and one killed
+after it is completed from the log by the next open or run (equal to a clean build).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -92,17 +94,20 @@ def build_index(
     batch_size: int = 64,
     progress: bool = False,
     read_options: dict[str, Any] | None = None,
+    encode: Callable[..., dict[str, tuple[list[int], np.ndarray]]] | None = None,
 ) -> BuildReport:
     """Ingest ``catalog`` into the index folder ``out`` (created if needed) and return what happened.
 
     ``read_options``: further keyword arguments of :func:`prodsearch.catalog.read_catalog`
     (``encoding``, ``image_root``, ``fetch_options``).
 
+    ``encode``: replaces :func:`encode_products` (same signature), e.g. a
+    :class:`prodsearch.distributed.ray_encode.RayEncoder` that encodes on a Ray cluster.
+
     Raises :class:`EncoderMismatchError` when ``out`` already holds an index built with another encoder.
     """
     from prodsearch.catalog import read_catalog
     from prodsearch.catalog.readers import summarize_problems, write_problem_report
-    from prodsearch.catalog.store import ProductStore
 
     out = Path(out)
     report = BuildReport(index=str(out))
@@ -131,95 +136,59 @@ def build_index(
             raise EncoderMismatchError(f"{err}; use a new --out folder") from None
     out.mkdir(parents=True, exist_ok=True)
     write_problem_report(result, out / layout.REPORT)
+    manifest = layout.Manifest(
+        embedder=embedder.spec(),
+        mapping=result.mapping.to_dict(),
+        source=str(Path(catalog).resolve()),
+        settings={"recipe": recipe.to_dict(), "index_kind": index_kind},
+        model_run=recipe.model,
+        backend=old_manifest.backend if old_manifest is not None else layout.Manifest.backend,
+        updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    )
+    if old_manifest is None:
+        manifest.save(out)  # an empty, valid index until the first commit below
 
-    from prodsearch.index.lexical import LexicalIndex
-    from prodsearch.index.vector import VectorIndex
+    from prodsearch.search.writer import IndexWriter, vectors_by_id
 
-    with ProductStore(out / layout.STORE) as store:
+    writer = IndexWriter.open(
+        out, backend=manifest.backend, vector_params={"kind": index_kind}, auto_compact=False
+    )
+    try:
         t = time.perf_counter()
-        sync = store.sync(result.products, delete_missing=delete_missing)
-        report.timings["store"] = time.perf_counter() - t
+        plan = writer.store.plan(result.products, delete_missing=delete_missing)
+        report.timings["plan"] = time.perf_counter() - t
+        t = time.perf_counter()
+        encoded = (encode or encode_products)(
+            embedder, plan.changed, batch_size=batch_size, progress=progress
+        )
+        report.timings["encode"] = time.perf_counter() - t
+        report.encoded_text = len(encoded.get("text", ((), None))[0])
+        report.encoded_images = len(encoded.get("image", ((), None))[0])
+        t = time.perf_counter()
+        # one atomic, logged commit of the whole catalog change (store rows + vectors)
+        sync = writer.write(
+            result.products,
+            vectors=vectors_by_id(plan.changed, encoded),
+            delete_missing=delete_missing,
+        )
+        report.timings["commit"] = time.perf_counter() - t
         report.added, report.updated = len(sync.added), len(sync.updated)
         report.unchanged, report.deleted = len(sync.unchanged), len(sync.deleted)
-
-        vectors_dir = out / layout.VECTORS
-        indexes: dict[str, VectorIndex] = {}
-        for kind in layout.VECTOR_KINDS:
-            enc = embedder.text if kind == "text" else embedder.image
-            if enc is None:
-                continue
-            if old_manifest is not None and (vectors_dir / f"{kind}.json").exists():
-                indexes[kind] = VectorIndex.load(vectors_dir, kind)
-            else:
-                indexes[kind] = VectorIndex(enc.dim, kind=index_kind)
-
-        # What needs encoding: new/changed products, plus any product whose vectors are missing
-        # (repairs an index whose last build died between the store commit and the vector save).
-        live = np.asarray(store.all_iids(), dtype=np.int64)
-        live_set = set(live.tolist())
-        changed = set(sync.added) | set(sync.updated)
-        for kind, vi in indexes.items():
-            have = set(np.asarray(vi.iids).tolist())
-            stale = have - live_set
-            if stale:
-                vi.remove(np.fromiter(stale, dtype=np.int64))
-            missing = live_set - have
-            if kind == "image":  # products without a photo never get an image vector
-                missing = _iids_with_images(store, missing)
-            changed |= missing
-        todo = store.by_iids(sorted(changed)) if changed else []
         t = time.perf_counter()
-        encoded = encode_products(embedder, todo, batch_size=batch_size, progress=progress)
-        report.timings["encode"] = time.perf_counter() - t
-        t = time.perf_counter()
-        todo_iids = (
-            np.asarray(store.iid_of([p.id for p in todo]), dtype=np.int64) if todo else np.zeros(0, np.int64)
-        )
-        for kind, vi in indexes.items():
-            if kind in encoded:
-                pos, vecs = encoded[kind]
-                vi.add(todo_iids[pos], vecs)
-                if kind == "text":
-                    report.encoded_text = len(pos)
-                else:
-                    report.encoded_images = len(pos)
-            if kind == "image":  # an updated product that lost its photo loses its image vector
-                no_img = [int(todo_iids[i]) for i, p in enumerate(todo) if not p.image_path]
-                if no_img:
-                    vi.remove(np.asarray(no_img, dtype=np.int64))
-        report.timings["vectors"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        work = report.did_work or old_manifest is None
-        if work:
-            for kind, vi in indexes.items():
-                vi.save(vectors_dir, kind)
-            lex = LexicalIndex()
-            everything = list(store.iter_products())
-            lex.build(
-                np.asarray(store.iid_of([p.id for p in everything]), dtype=np.int64),
-                [p.full_text() for p in everything],
-            )
-            lex.save(out / layout.LEXICAL)
-        report.timings["save"] = time.perf_counter() - t
-
-        manifest = layout.Manifest(
-            embedder=embedder.spec(),
-            mapping=result.mapping.to_dict(),
-            source=str(Path(catalog).resolve()),
-            counts={"products": len(store), **{k: len(v) for k, v in indexes.items()}},
-            settings={"recipe": recipe.to_dict(), "index_kind": index_kind},
-            model_run=recipe.model,
-            updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        )
-        if work or old_manifest is None or old_manifest.counts != manifest.counts:
+        def save_manifest() -> None:
+            manifest.counts = {
+                "products": len(writer.store),
+                **{k: len(v) for k, v in writer.vectors.items()},
+            }
             manifest.save(out)
+
+        # also repairs a previous run that died before its compaction finished
+        if writer.pending or old_manifest is None or writer.store.oplog_size():
+            writer.compact(on_saved=save_manifest)
+        report.timings["save"] = time.perf_counter() - t
+    finally:
+        writer.close()
     report.timings["total"] = time.perf_counter() - t0
     log.info("indexed %s -> %s: %s", catalog, out, report)
     return report
-
-
-def _iids_with_images(store: Any, iids: set[int]) -> set[int]:
-    if not iids:
-        return set()
-    return {i for i, p in zip(sorted(iids), store.by_iids(sorted(iids)), strict=False) if p.image_path}

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import re
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -28,6 +27,7 @@ from prodsearch.errors import ProductNotFoundError, QueryError
 from prodsearch.search import layout
 from prodsearch.search.recipe import EmbedderRecipe
 from prodsearch.search.results import Explanation, SearchResponse, SearchResult
+from prodsearch.search.writer import reading
 
 log = logging.getLogger(__name__)
 
@@ -58,29 +58,29 @@ class Engine:
         self.store = store
         self.vectors = vectors
         self.lexical = lexical
-        self._write_lock = threading.RLock()
+        self._writer: Any = None  # the IndexWriter, set by open()
         self._refresh_attributes()
 
     # ------------------------------------------------------------------ opening
     @classmethod
     def open(cls, path: str | Path, *, embedder: Embedder | None = None, lazy_model: bool = True) -> Engine:
         """Open an index folder. The embedder is rebuilt from the manifest's recipe (lazily, on the
-        first query that needs it) unless given; either way it must match the index's encoder spec."""
-        from prodsearch.catalog.store import ProductStore
-        from prodsearch.index.lexical import LexicalIndex
-        from prodsearch.index.vector import VectorIndex
+        first query that needs it) unless given; either way it must match the index's encoder spec.
+        Writes not yet compacted are replayed from the index's operation log (search/writer.py)."""
+        from prodsearch.search.writer import IndexWriter
 
         root = Path(path)
         manifest = layout.Manifest.load(root)
         if embedder is not None:
             embedder.check_compatible(manifest.embedder, where=f"index {root}")
-        store = ProductStore(root / layout.STORE)
-        vectors = {}
-        for kind in layout.VECTOR_KINDS:
-            if (root / layout.VECTORS / f"{kind}.json").exists():
-                vectors[kind] = VectorIndex.load(root / layout.VECTORS, kind)
-        lexical = LexicalIndex.load(root / layout.LEXICAL)
-        engine = cls(root, manifest, embedder, store, vectors, lexical)
+        writer = IndexWriter.open(
+            root,
+            backend=manifest.backend,
+            vector_params={"kind": manifest.settings.get("index_kind", "auto")},
+        )
+        engine = cls(root, manifest, embedder, writer.store, writer.vectors, writer.lexical)
+        engine._writer = writer
+        writer.on_change = engine._on_change
         if not lazy_model:
             _ = engine.embedder
         return engine
@@ -99,7 +99,10 @@ class Engine:
         return bool(self.manifest.embedder.get("aligned"))
 
     def close(self) -> None:
-        self.store.close()
+        if self._writer is not None:
+            self._writer.close()
+        else:
+            self.store.close()
 
     def __enter__(self) -> Engine:
         return self
@@ -126,6 +129,11 @@ class Engine:
         }
 
     # ------------------------------------------------------------------ attributes / filters
+    def _on_change(self) -> None:
+        """Called by the writer inside its exclusive section after every write."""
+        self.lexical = self._writer.lexical
+        self._refresh_attributes()
+
     def _refresh_attributes(self) -> None:
         iids, table = self.store.attribute_table()
         self._attr_iids = np.asarray(iids, dtype=np.int64)
@@ -140,6 +148,7 @@ class Engine:
         flt = parse_filter(filters, valid_fields=self.attribute_fields)
         return evaluate(flt, self._attr_table)
 
+    @reading
     def facets(
         self,
         fields: Sequence[str] | None = None,
@@ -204,6 +213,7 @@ class Engine:
                 out["image"] = q_img
         return out
 
+    @reading
     def search(
         self,
         text: str | None = None,
@@ -386,6 +396,7 @@ class Engine:
         """Products similar to ``product_id`` by its image vector, its text vector, or both fused."""
         return self.recommend([product_id], k=k, by=by, filters=filters, explain=explain)
 
+    @reading
     def recommend(
         self,
         positive: Sequence[str],
@@ -449,58 +460,38 @@ class Engine:
             raise ProductNotFoundError(f"unknown product id(s): {', '.join(map(repr, missing[:10]))}")
         return list(self.store.iid_of(list(ids)))
 
+    @reading
     def get(self, product_id: str) -> Product:
         return self.store.get(product_id)
 
     # ------------------------------------------------------------------ live updates
     def upsert(self, products: Sequence[Product]) -> dict[str, int]:
-        """Add or update products (already validated, images checked) and persist atomically.
+        """Add or update products (already validated, images checked) as one atomic, logged write.
 
-        Vectors are computed before anything is written, so a failure (e.g. an encoder error)
-        leaves the index exactly as it was.
-        """
+        Only new or changed products are encoded, before anything is written, so a failure (e.g. an
+        encoder error) leaves the index exactly as it was."""
         from prodsearch.search.builder import encode_products
+        from prodsearch.search.writer import vectors_by_id
 
         products = list(products)
-        with self._write_lock:
-            encoded = encode_products(self.embedder, products)
-            res = self.store.upsert(products)
-            iids = np.asarray(self.store.iid_of([p.id for p in products]), dtype=np.int64)
-            for kind, vi in self.vectors.items():
-                if kind in encoded:
-                    pos, vecs = encoded[kind]
-                    vi.add(iids[pos], vecs)
-                if kind == "image":
-                    gone = [
-                        int(iids[i])
-                        for i, p in enumerate(products)
-                        if not p.image_path and int(iids[i]) in vi
-                    ]
-                    if gone:
-                        vi.remove(np.asarray(gone, dtype=np.int64))
-            self.lexical.add(iids, [p.full_text() for p in products])
-            self._persist()
-            return {"added": len(res.added), "updated": len(res.updated), "unchanged": len(res.unchanged)}
+        todo = self.store.plan(products).changed
+        vectors = vectors_by_id(todo, encode_products(self.embedder, todo)) if todo else {}
+        res = self._writer.write(products, vectors=vectors)
+        return {"added": len(res.added), "updated": len(res.updated), "unchanged": len(res.unchanged)}
 
     def delete(self, ids: Sequence[str]) -> int:
         """Delete products by id (unknown ids raise :class:`ProductNotFoundError`, nothing deleted)."""
-        with self._write_lock:
-            iids = np.asarray(self.store.delete(list(ids)), dtype=np.int64)
-            for vi in self.vectors.values():
-                present = np.asarray([i for i in iids.tolist() if i in vi], dtype=np.int64)
-                if len(present):
-                    vi.remove(present)
-            self.lexical.remove(iids)
-            self._persist()
-            return len(iids)
+        return len(self._writer.write(delete=list(ids)).deleted)
 
-    def _persist(self) -> None:
-        for kind, vi in self.vectors.items():
-            vi.save(self.root / layout.VECTORS, kind)
-        self.lexical.save(self.root / layout.LEXICAL)
+    def compact(self) -> int:
+        """Merge pending writes into the main vector and BM25 structures and save them (searches go
+        on meanwhile); returns the log sequence number the saved index includes."""
+        return self._writer.compact(on_saved=self._save_manifest)
+
+    def _save_manifest(self) -> None:
+        self.manifest.backend = self._writer.backend
         self.manifest.counts = {"products": len(self.store), **{k: len(v) for k, v in self.vectors.items()}}
         self.manifest.save(self.root)
-        self._refresh_attributes()
 
 
 _WORD = re.compile(r"\w+", re.UNICODE)

@@ -4,11 +4,14 @@
 INDEX/
   manifest.json     format version, embedder spec, column mapping, source, counts, settings
   products.sqlite   the product store (catalog/store.py)
-  vectors/          one VectorIndex per vector kind: "text" and "image"
-  lexical/          the BM25 index
+  vectors/          one vector backend per vector kind ("text", "image", ...), each with the log
+                    sequence number it includes (``applied_seq``)
+  lexical/          the BM25 index, likewise
+  .writer.lock      advisory lock held by the one process writing (search/writer.py)
   ingest-report.json  rows rejected by the last ingest
 ```
-The manifest is written last and atomically, so it always describes a complete index.
+The product store also holds the operation log; see :mod:`prodsearch.search.writer` for how the
+three components stay consistent. The manifest (written atomically) holds the configuration.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ class Manifest:
     counts: dict[str, int] = field(default_factory=dict)
     settings: dict[str, Any] = field(default_factory=dict)
     model_run: str | None = None
+    backend: str = "faiss"  # the vector backend (prodsearch.index.backend.BACKENDS) that wrote vectors/
     format_version: int = FORMAT_VERSION
     updated_at: str | None = None
 
