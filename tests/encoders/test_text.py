@@ -249,3 +249,65 @@ def test_bad_backend_and_options_are_clear_errors(tiny_st):
         create_encoder("sentence-transformers", model_path=str(folder), colour="red")
     enc = create_encoder("sentence-transformers", model_path=str(folder), backend="torch", workers=1)
     assert enc.backend == "torch" and enc.workers == 1
+
+
+# -- torch-free query encoder (encoders/text_light.py) ---------------------------------------------
+
+
+def test_light_encoder_is_congruent_with_the_full_encoder(tiny_st):
+    from prodsearch.encoders.text_light import LightTextEncoder, load_light_encoder
+
+    folder, _, _ = tiny_st
+    assert load_light_encoder(folder) is None  # no ONNX export yet: nothing to start from
+    full = create_encoder("sentence-transformers", model_path=str(folder))
+    assert not isinstance(full, LightTextEncoder)
+    long = " ".join(WORDS * 5)  # truncated at max_seq_length 24
+    texts = [*MIXED, long, long + " red", "RED Dress", "unknownword gown", "crimson, gown!"]
+    ref = full.encode(texts, batch_size=3)  # the first ONNX run writes the query bundle
+    light = create_encoder("sentence-transformers", model_path=str(folder))
+    assert isinstance(light, LightTextEncoder) and light.model is None
+    assert light.spec() == full.spec() and light.dim == full.dim and light.name == full.name
+    for batch_size in (1, 3, 64):  # padding differs with the batch; the vectors may not
+        np.testing.assert_allclose(light.encode(texts, batch_size=batch_size), ref, atol=1e-5)
+    feats_full, feats_light = full._plan.tokenize(texts), light._plan.tokenize(texts)
+    for name in full._plan.input_names:  # token for token, the same inputs
+        np.testing.assert_array_equal(feats_light[name], feats_full[name])
+    assert create_encoder("sentence-transformers", model_path=str(folder), backend="torch").model is not None
+
+
+def test_light_bundle_is_not_reused_after_the_model_folder_changes(tiny_st, tmp_path):
+    import shutil
+
+    from prodsearch.encoders.text_light import folder_key, load_light_encoder
+
+    folder, _, _ = tiny_st
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    create_encoder("sentence-transformers", model_path=str(copy)).encode(["red dress"])
+    assert load_light_encoder(copy) is not None
+    before = folder_key(copy)
+    (copy / "config_sentence_transformers.json").write_text(
+        (copy / "config_sentence_transformers.json").read_text() + " "
+    )
+    assert folder_key(copy) != before and load_light_encoder(copy) is None
+
+
+@pytest.mark.slow
+def test_minilm_query_in_a_fresh_process_does_not_import_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "PRODSEARCH_CACHE": str(tmp_path / "cache")}
+    code = (
+        "import sys\nfrom prodsearch.encoders.base import create_encoder\n"
+        "enc = create_encoder('minilm'); v = enc.encode(['navy blue shirt for men'])\n"
+        "print(type(enc).__name__, 'torch' in sys.modules, ' '.join(f'{x:.6f}' for x in v[0][:8]))\n"
+    )
+    first = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    second = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    kind1, torch1, *vec1 = first.stdout.split()
+    kind2, torch2, *vec2 = second.stdout.split()
+    assert (kind1, torch1) == ("SentenceTransformerEncoder", "True")  # exports, writes the bundle
+    assert (kind2, torch2) == ("LightTextEncoder", "False")
+    np.testing.assert_allclose(np.array(vec2, float), np.array(vec1, float), atol=1e-5)

@@ -177,6 +177,13 @@ class SentenceTransformerEncoder(Encoder):
                 except (EncoderError, ImportError) as err:
                     log.warning("%s: onnxruntime unusable for this model (%s); using torch", self.name, err)
                     self.backend = "torch"
+                else:  # later queries can start without torch (encoders/text_light.py)
+                    from prodsearch.encoders.text_light import write_query_bundle
+
+                    try:
+                        write_query_bundle(self)
+                    except OSError as err:
+                        log.info("%s: no torch-free query bundle written (%s)", self.name, err)
         return self.backend == "onnx"
 
     def _tokenize(self, texts: list[str]) -> dict[str, np.ndarray]:
@@ -412,6 +419,11 @@ def _model_id(model: Any) -> str:
 )
 def _minilm(**kwargs: Any) -> SentenceTransformerEncoder:
     _check_options("minilm", kwargs)
+    from prodsearch.encoders.text_light import load_light_encoder
+
+    light = load_light_encoder(minilm_path(), **kwargs)  # torch-free when an ONNX export is cached
+    if light is not None:
+        return light
     return SentenceTransformerEncoder(
         load_sentence_transformer(None), name="minilm", model_id=MINILM_ID, **kwargs
     )
@@ -431,6 +443,12 @@ def _sentence_transformers(
     if model_path is None:
         raise EncoderError("the 'sentence-transformers' encoder needs model_path=<local model folder>")
     _check_options("sentence-transformers", kwargs)
+    from prodsearch.encoders.text_light import load_light_encoder
+
+    if (Path(model_path) / "modules.json").is_file() or (Path(model_path) / "config.json").is_file():
+        light = load_light_encoder(model_path, **kwargs)
+        if light is not None:
+            return light
     return SentenceTransformerEncoder(load_sentence_transformer(Path(model_path)), **kwargs)
 
 
