@@ -1,0 +1,162 @@
+"""Readers during writes see one consistent index: no errors, no 404, no product whose delete was
+acknowledged before the search began; and store, vectors and lexical index hold the same products
+after random sequences of writes, compactions and reopens."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from prodsearch.catalog.schema import Product
+from prodsearch.index.lexical import LexicalIndex
+from prodsearch.index.vector import exact_search
+from prodsearch.search.engine import Engine
+
+COLOURS = ["red", "blue", "green", "yellow", "black", "white"]
+
+
+def product(i: int, rng: np.random.Generator, photo: str | None = None) -> Product:
+    colour = COLOURS[int(rng.integers(len(COLOURS)))]
+    return Product(
+        id=f"n{i}",
+        title=f"{colour} item {int(rng.integers(5))} shirt",
+        text={"description": f"model {i}"},
+        attributes={"colour": colour, "category": "shirt", "gender": "men", "price": "10"},
+        image_path=photo,
+        image_hash="h" + photo if photo else None,
+    )
+
+
+def test_searches_during_writes_and_compaction_never_fail_or_show_deleted(tiny_engine):
+    engine = tiny_engine
+    rng = np.random.default_rng(0)
+    deleted: set[str] = set()  # ids whose delete was acknowledged
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    seen = {"searches": 0}
+
+    def reader(kind: int) -> None:
+        while not stop.is_set():
+            with lock:
+                gone_before = set(deleted)
+            try:
+                if kind == 0:
+                    resp = engine.search("red shirt", k=20, explain=True, facets=True)
+                elif kind == 1:
+                    resp = engine.search("shirt", k=20, filters={"gender": "men"}, mode="lexical")
+                else:
+                    resp = engine.similar("p03", k=20)
+            except BaseException as err:  # noqa: BLE001 - any failure is the finding
+                errors.append(err)
+                return
+            got = {r.id for r in resp.results}
+            if got & gone_before:
+                errors.append(AssertionError(f"deleted products returned: {sorted(got & gone_before)}"))
+                return
+            seen["searches"] += 1
+
+    threads = [threading.Thread(target=reader, args=(i % 3,)) for i in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        originals = ["p01", "p02", "p05", "p06", "p12"]
+        for i in range(60):
+            engine.upsert([product(i, rng)])
+            if i >= 3:
+                engine.delete([f"n{i - 3}"])
+                with lock:
+                    deleted.add(f"n{i - 3}")
+            if i % 12 == 5 and originals:
+                pid = originals.pop()
+                engine.delete([pid])
+                with lock:
+                    deleted.add(pid)
+            if i == 30:
+                engine.compact()
+            time.sleep(0.002)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, errors[:3]
+    assert seen["searches"] > 20
+
+
+def assert_congruent(engine: Engine) -> None:
+    products = {p.id: p for p in engine.store.iter_products()}
+    iid = dict(zip(products, engine.store.iid_of(list(products)), strict=True))
+    live = set(iid.values())
+    assert set(engine.vectors["text"].iids.tolist()) == live
+    with_photo = {iid[p] for p, prod in products.items() if prod.image_path}
+    assert set(engine.vectors["image"].iids.tolist()) == with_photo
+    assert set(engine.lexical.iids.tolist()) == live
+    assert set(engine._attr_iids.tolist()) == live
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_random_write_sequences_keep_components_congruent(tiny_index, fake_embedder, tiny_catalog, seed):
+    rng = np.random.default_rng(seed)
+    photos = sorted(str(p) for p in (tiny_catalog.parent / "images").glob("*.jpg"))
+    engine = Engine.open(tiny_index, embedder=fake_embedder)
+    try:
+        for _ in range(25):
+            op = rng.random()
+            ids = [p.id for p in engine.store.iter_products()]
+            if op < 0.5 or len(ids) < 3:
+                batch = [
+                    product(
+                        int(rng.integers(40)),
+                        rng,
+                        photos[int(rng.integers(len(photos)))] if rng.random() < 0.5 else None,
+                    )
+                    for _ in range(int(rng.integers(1, 4)))
+                ]
+                batch = list({p.id: p for p in batch}.values())
+                engine.upsert(batch)
+            elif op < 0.8:
+                engine.delete(list(rng.choice(ids, size=int(rng.integers(1, 3)), replace=False)))
+            elif op < 0.9:
+                engine.compact()
+            else:
+                engine.close()
+                engine = Engine.open(tiny_index, embedder=fake_embedder)
+            assert_congruent(engine)
+        # after a compaction, lexical scores equal a fresh BM25 build and vector search is exact
+        engine.compact()
+        assert engine.lexical.pending == 0 and all(v.pending == 0 for v in engine.vectors.values())
+        docs = {p.id: p.full_text() for p in engine.store.iter_products()}
+        iids = engine.store.iid_of(list(docs))
+        fresh = LexicalIndex()
+        fresh.build(iids, list(docs.values()))
+        for q in ("red shirt", "item 3", "model 7 blue"):
+            a, b = engine.lexical.search(q, 50), fresh.search(q, 50)
+            assert a.iids.tolist() == b.iids.tolist()
+            np.testing.assert_allclose(a.scores, b.scores, rtol=1e-5)
+        be = engine.vectors["text"]
+        q = fake_embedder.encode_text(["red shirt"])
+        ref = exact_search(be.get(be.iids), be.iids, q, 5)[0]
+        assert be.search(q, 5)[0].iids.tolist() == ref.iids.tolist()
+    finally:
+        engine.close()
+
+
+def test_delta_documents_scored_with_main_statistics():
+    """Before a compaction a new document scores as BM25 with the main segment's statistics."""
+    import math
+
+    lx = LexicalIndex()
+    lx.build([1, 2, 3], ["red shirt", "blue shirt shirt", "red"])
+    lx.add([4], ["green shirt"])
+    lx.remove([3])
+    h = lx.search("shirt", 10)
+    idf = math.log(1 + 1.5 / 2.5)  # N=3, df=2 as in the main segment
+    d4 = idf * 1 / (1.5 * (0.25 + 0.75 * 2 / 2) + 1)
+    assert dict(zip(h.iids.tolist(), h.scores.tolist(), strict=True))[4] == pytest.approx(d4, rel=1e-5)
+    assert 3 not in lx.search("red", 10).iids.tolist()
+    assert lx.pending == 2
+    lx.compact()
+    assert lx.pending == 0 and sorted(lx.iids.tolist()) == [1, 2, 4]
