@@ -23,9 +23,31 @@ log = logging.getLogger("prodsearch")
 
 
 def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
-    )
+    """Warnings only by default (``-v``: info). The handler filters by level too, because some
+    libraries set their own loggers to DEBUG (bm25s logs "Building index from tokens" on every run)."""
+    level = logging.INFO if verbose else logging.WARNING
+    handler = logging.StreamHandler()
+    handler.setLevel(level)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=level, handlers=[handler])
+    if not verbose:
+        import warnings
+
+        # library warnings are for developers; -v shows them
+        warnings.filterwarnings(
+            "ignore", category=UserWarning, module=r"(torch|transformers|sentence_transformers)"
+        )
+        warnings.filterwarnings("ignore", category=FutureWarning)
+
+
+def _progress(flag: bool | None) -> bool:
+    """Progress bars: ``--progress`` / ``--no-progress``, else only when stderr is a terminal (never
+    into a log file or a pipe)."""
+    show = sys.stderr.isatty() if flag is None else flag
+    if not show:  # also the bars libraries draw themselves ("Loading weights")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TQDM_DISABLE", "1")
+    return show
 
 
 def _fail(msg: str, code: int = 2) -> None:
@@ -42,6 +64,9 @@ def _mapping(path: Path | None):
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+Progress = Annotated[
+    bool | None, typer.Option("--progress/--no-progress", help="Progress bars (default: only on a terminal).")
+]
 
 
 @app.command()
@@ -74,6 +99,7 @@ def index(
         bool, typer.Option(help="Keep products that are no longer in the catalog.")
     ] = False,
     index_kind: Annotated[str, typer.Option(help="Vector index: auto, flat (exact) or hnsw.")] = "auto",
+    progress: Progress = None,
     verbose: Verbose = False,
 ) -> None:
     """Ingest a catalog into an index folder (incremental: unchanged products cost nothing)."""
@@ -92,19 +118,21 @@ def index(
         from prodsearch.catalog.readers import suggest_mapping
 
         detection = suggest_mapping(catalog, encoding=encoding)
-        typer.echo(detection.summary() + f"\n(edit it: prodsearch mapping {catalog} > mapping.toml)", err=True)
+        typer.echo(
+            detection.summary() + f"\n(edit it: prodsearch mapping {catalog} > mapping.toml)", err=True
+        )
         column_mapping = detection.mapping
     rep = build_index(
         catalog,
         out,
         mapping=column_mapping,
         read_options={"encoding": encoding, "image_root": images},
+        progress=_progress(progress),
         recipe=recipe,
         strict=strict,
         limit=limit,
         delete_missing=not keep_missing,
         index_kind=index_kind,
-        progress=True,
     )
     typer.echo(
         f"{rep.index}: {rep.accepted}/{rep.rows} rows accepted, {rep.rejected} rejected; "
@@ -275,7 +303,25 @@ def train(
     res = train_from_cli(
         catalog, out, config_path=config, overrides=overrides, resume=resume, overwrite=overwrite
     )
-    typer.echo(str(res))
+    typer.echo(_train_summary(res))
+
+
+def _train_summary(res: Any) -> str:
+    """One readable summary of a training run (not the RunResult repr)."""
+    best = "n/a" if res.best_metric is None else f"{res.best_metric:.4f}"
+    lines = [
+        f"trained {res.epochs_run} epoch(s), {res.step} steps in {res.seconds:.0f}s"
+        + (" (stopped early)" if res.stopped_early else "")
+        + f"; best validation metric {best} at epoch {res.best_epoch}",
+    ]
+    if res.pairs:
+        lines.append("pairs: " + ", ".join(f"{k} {v}" for k, v in res.pairs.items()))
+    if res.test_metrics:
+        lines.append("test: " + ", ".join(f"{k} {v:.4f}" for k, v in res.test_metrics.items()))
+    lines.append(
+        f"run folder: {res.run_dir}  (use it with: prodsearch index CATALOG --out INDEX --model {res.run_dir})"
+    )
+    return "\n".join(lines)
 
 
 @app.command("train-options")
@@ -324,6 +370,7 @@ def evaluate(
     mapping: Annotated[Path | None, typer.Option(help="Column mapping file.")] = None,
     protocols: Annotated[str | None, typer.Option(help="Comma-separated protocols (default: all).")] = None,
     slice_by: Annotated[str | None, typer.Option(help="Attribute to break metrics down by.")] = None,
+    progress: Progress = None,
     seed: Annotated[int, typer.Option()] = 0,
     max_queries: Annotated[int, typer.Option()] = 2000,
     limit: Annotated[int | None, typer.Option(help="Only the first N catalog rows.")] = None,
@@ -352,7 +399,7 @@ def evaluate(
         seed=seed,
         max_queries=max_queries,
         limit=limit,
-        progress=True,
+        progress=_progress(progress),
     )
     typer.echo(f"report written to {out}/ (metrics.json, report.md, report.html)")
 

@@ -225,3 +225,21 @@ def test_kill_9_during_reindex(world, tmp_path, fake_embedder, owner, name, nth,
     assert state(out, fake_embedder) == clean["v2"]
     assert not [p for p in (out / layout.VECTORS).iterdir() if "tmp" in p.name]
     assert os.path.exists(out / layout.MANIFEST)
+
+
+def test_compact_command_checkpoints_pending_writes(world, tmp_path, fake_embedder, capsys):
+    from prodsearch.cli import main
+
+    cats, clean = world
+    out = tmp_path / "index"
+    build(cats, "v1", out, fake_embedder)
+    with Engine.open(out, embedder=fake_embedder) as engine:
+        engine.delete(["p02"])
+        assert engine.store.oplog_size() == 1 and engine._writer.pending > 0
+    with pytest.raises(SystemExit) as exc:
+        main(["compact", str(out)])
+    assert exc.value.code in (0, None)
+    assert "compacted" in capsys.readouterr().out
+    with ProductStore(out / layout.STORE) as store:
+        assert store.oplog_size() == 0
+    assert state(out, fake_embedder) == clean["v1b"]
