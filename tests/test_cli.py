@@ -127,3 +127,27 @@ def test_mapping_command_suggests_an_editable_file_and_index_reports_detection(t
                           "--filter", '{"colour": "creme"}')  # fmt: skip
     titles = [r["title"] for r in json.loads(stdout)["results"]]
     assert code == 0 and titles[:2] == ["HEMNES Bookcase", "BILLY Bookcase"], titles
+
+
+def test_demo_checks_the_catalog_and_the_port_before_any_work(tmp_path, capsys, monkeypatch):
+    import socket
+
+    code, _, err = run(capsys, "demo", "--catalog", str(tmp_path / "nope.csv"), "--no-serve")
+    assert code == 2 and f"demo catalog not found: {tmp_path / 'nope.csv'}" in err  # the path given
+    monkeypatch.setenv("PRODSEARCH_DEMO_CATALOG", str(tmp_path / "env.csv"))
+    code, _, err = run(capsys, "demo", "--no-serve")
+    assert code == 2 and f"$PRODSEARCH_DEMO_CATALOG={tmp_path / 'env.csv'} is not a file" in err
+
+    catalog = tmp_path / "styles.csv"
+    catalog.write_text("id,title\n1,x\n")
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        code, out, err = run(capsys, "demo", "--catalog", str(catalog), "--port", str(port))
+    assert code == 2 and f"port {port} on 127.0.0.1 is not free" in err and f"--port {port + 1}" in err
+    assert "http://" not in out and "catalog:" not in out  # failed before printing or doing anything
+    monkeypatch.setenv("PRODSEARCH_CACHE", str(tmp_path / "cache"))
+    code, out, _ = run(capsys, "demo", "--catalog", str(catalog), "--limit", "300", "--where")
+    assert code == 0 and out.strip().startswith(str(tmp_path / "cache" / "demo" / "s300-"))
+    assert out.strip().endswith("index-trained")

@@ -271,17 +271,34 @@ def demo(
     train: Annotated[
         bool, typer.Option(help="Train projection heads on the fly for cross-modal search.")
     ] = True,
+    where: Annotated[
+        bool, typer.Option("--where", help="Print the demo's index folder (for the README's tour) and exit.")
+    ] = False,
 ) -> None:
     """Index the shared fashion catalog (cached), run example searches, then serve the web page."""
     _setup_logging(False)
-    from prodsearch.demo import run_demo
+    from prodsearch.demo import demo_index, port_problem, run_demo
 
+    if catalog is not None and not catalog.is_file():
+        _fail(f"demo catalog not found: {catalog} (give a catalog file, e.g. .../styles.csv)")
     catalog = catalog or find_demo_catalog()
     if catalog is None or not Path(catalog).is_file():
+        where_env = os.environ.get("PRODSEARCH_DEMO_CATALOG")
         _fail(
-            "demo catalog not found: set PRODSEARCH_DEMO_CATALOG to .../fashion-product-images-small/styles.csv"
+            f"demo catalog not found: $PRODSEARCH_DEMO_CATALOG={where_env} is not a file"
+            if where_env
+            else "demo catalog not found: no shared/datasets/fashion-product-images-small/styles.csv next to "
+            "this checkout; pass --catalog FILE or set PRODSEARCH_DEMO_CATALOG"
         )
-    run_demo(Path(catalog), limit=None if full else limit, serve=serve, port=port, train=train)
+    limit_or_none = None if full else limit
+    if where:
+        typer.echo(str(demo_index(Path(catalog), limit_or_none, train=train)))
+        return
+    if serve:  # before minutes of indexing, not after
+        problem = port_problem("127.0.0.1", port)
+        if problem:
+            _fail(problem)
+    run_demo(Path(catalog), limit=limit_or_none, serve=serve, port=port, train=train)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

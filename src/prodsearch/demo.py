@@ -1,9 +1,16 @@
 """`prodsearch demo`: index the shared fashion catalog (cached), train projection heads on the fly
-for cross-modal search, run example searches, then serve the web page."""
+for cross-modal search, run example searches, then serve the web page.
+
+Without ``--full`` the demo uses a stratified sample (:mod:`prodsearch.catalog.sample`): every
+product type is represented, so the example queries find what they ask for, and a smaller sample
+is a subset of a larger one.
+"""
 
 from __future__ import annotations
 
 import logging
+import socket
+import sys
 import time
 from pathlib import Path
 
@@ -30,14 +37,52 @@ def _show(title: str, resp) -> None:
         typer.echo(f"  {r.rank:>2}. {r.score:6.3f}  {r.id:<8} {r.title}  [{attrs}]")
 
 
+def demo_root(catalog: Path, limit: int | None) -> Path:
+    """The demo's cache folder for a catalog and a sample size (``None``: the whole catalog)."""
+    import hashlib
+
+    key = hashlib.sha256(str(Path(catalog).resolve()).encode()).hexdigest()[:8]
+    return cache_dir() / "demo" / f"{'full' if limit is None else f's{limit}'}-{key}"
+
+
+def demo_index(catalog: Path, limit: int | None, train: bool = True) -> Path:
+    """Where ``prodsearch demo`` puts its index (``prodsearch demo --where`` prints it)."""
+    return demo_root(catalog, limit) / ("index-trained" if train else "index")
+
+
+def port_problem(host: str, port: int) -> str | None:
+    """None if ``host:port`` can be served on, else a one-line reason with what to do."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind((host, port))
+        except OSError as err:
+            return (
+                f"port {port} on {host} is not free ({err.strerror}); another `prodsearch serve` or demo may "
+                f"be running. Pick another with --port {port + 1}, or skip the web page with --no-serve"
+            )
+    return None
+
+
 def run_demo(catalog: Path, *, limit: int | None, serve: bool, port: int, train: bool) -> None:
     from prodsearch.search.builder import build_index
     from prodsearch.search.engine import Engine
     from prodsearch.search.recipe import EmbedderRecipe
 
-    tag = "full" if limit is None else str(limit)
-    root = cache_dir() / "demo" / tag
+    root = demo_root(catalog, limit)
+    source = catalog
     typer.echo(f"catalog: {catalog}\ncache:   {root}")
+    progress = sys.stderr.isatty()
+    mapping = None
+    mapping_file = None
+    if limit is not None:  # a stratified sample: every product type, photos read where they are
+        from prodsearch.catalog.mapping import load_mapping
+        from prodsearch.catalog.sample import write_stratified_sample
+
+        sample_csv, mapping_file = root / "sample" / "catalog.csv", root / "sample" / "mapping.json"
+        if not (sample_csv.is_file() and mapping_file.is_file()):
+            _, _, field = write_stratified_sample(catalog, root / "sample", limit)
+            typer.echo(f"sampled {limit} products across {field or 'the catalog'} -> {sample_csv}")
+        catalog, mapping = sample_csv, load_mapping(mapping_file)
 
     model = None
     if train:
@@ -47,12 +92,15 @@ def run_demo(catalog: Path, *, limit: int | None, serve: bool, port: int, train:
 
             typer.echo("training projection heads on cached features (fast path)...")
             t = time.perf_counter()
-            train_from_cli(catalog, run, overrides={"max_products": limit} if limit else {}, overwrite=True)
+            overrides = {"mapping": str(mapping_file)} if mapping_file else {}
+            train_from_cli(catalog, run, overrides=overrides, overwrite=True, progress=progress)
             typer.echo(f"trained in {time.perf_counter() - t:.0f}s -> {run}")
         model = str(run)
-    index_dir = root / ("index-trained" if model else "index")
+    index_dir = demo_index(source, limit, train=bool(model))
     t = time.perf_counter()
-    rep = build_index(catalog, index_dir, recipe=EmbedderRecipe(model=model), limit=limit, progress=True)
+    rep = build_index(
+        catalog, index_dir, mapping=mapping, recipe=EmbedderRecipe(model=model), progress=progress
+    )
     what = "reused cached index" if not rep.did_work else f"indexed {rep.accepted} products"
     typer.echo(f"{what} in {time.perf_counter() - t:.1f}s -> {index_dir}")
 
