@@ -421,6 +421,12 @@ class ProductStore:
                 raise ProductNotFoundError(f"unknown product iid(s) {_preview(missing)}")
             return [_copy(cache[i]) for i in keys]
 
+    def image_path_in_use(self, image_path: str) -> bool:
+        """Whether any product's photo is the file ``image_path``."""
+        with self._lock:
+            row = self._conn.execute("SELECT 1 FROM products WHERE image_path = ? LIMIT 1", (image_path,))
+            return row.fetchone() is not None
+
     def iid_of(self, ids: Sequence[str]) -> list[int]:
         """iids of ``ids`` in order; :class:`ProductNotFoundError` naming any unknown id."""
         ids = list(ids)

@@ -46,6 +46,7 @@ LOGICAL = ("and", "or", "not")
 #: Longest attribute value stored as fixed-width unicode for vectorised compares (else object dtype).
 _MAX_FIXED_WIDTH = 256
 Scalar = str | int | float
+_MAX_INT = 2**63 - 1
 _WORD = re.compile(r"\w+")
 
 
@@ -121,6 +122,10 @@ def _scalar(value: Any, key: str) -> Scalar:
         )
     if isinstance(value, float) and not math.isfinite(value):
         raise QueryError(f"filter key {key!r} expects a finite number, got {value!r}")
+    if isinstance(value, int) and abs(value) > _MAX_INT:  # float(10**400) would overflow
+        raise QueryError(
+            f"filter key {key!r} expects a number within +-{_MAX_INT}, got one with {len(str(abs(value)))} digits"
+        )
     return value
 
 

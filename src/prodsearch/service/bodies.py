@@ -20,13 +20,67 @@ from prodsearch.service.limits import decode_base64
 
 M = TypeVar("M", bound=BaseModel)
 MAX_FORM_FIELDS = 32
+#: Deepest nesting of arrays/objects a request may have (a filter needs a handful of levels).
+MAX_DEPTH = 32
+#: Longest array in a request (id lists of recommend and delete, a filter's ``in`` list).
+MAX_ITEMS = 1_000
+#: Integers a request may carry: what SQLite and float64 hold without overflow.
+MAX_INT = 2**63 - 1
+
+
+def check_json(obj: Any, what: str = "body") -> None:
+    """Raise :class:`ValueError` naming the place of the first value a request may not carry:
+    nesting deeper than :data:`MAX_DEPTH`, an array longer than :data:`MAX_ITEMS`, an integer
+    beyond +-:data:`MAX_INT`, a non-finite number, or a string that is not valid Unicode (a lone
+    surrogate such as ``"\\ud800"``). Iterative, so any depth is safe to check."""
+    stack: list[tuple[Any, str, int]] = [(obj, what, 0)]
+    while stack:
+        value, where, depth = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as err:
+                raise ValueError(
+                    f"{where}: text is not valid Unicode ({err.reason} at position {err.start}: "
+                    f"{value[err.start : err.end]!a}); send UTF-8 text"
+                ) from None
+        elif isinstance(value, bool) or value is None:
+            continue
+        elif isinstance(value, int):
+            if abs(value) > MAX_INT:
+                raise ValueError(
+                    f"{where}: integer with {len(str(abs(value)))} digits is out of range (max {MAX_INT})"
+                )
+        elif isinstance(value, float):
+            if value != value or value in (float("inf"), float("-inf")):
+                raise ValueError(f"{where}: number must be finite, got {value}")
+        elif isinstance(value, (dict, list)):
+            if depth >= MAX_DEPTH:
+                raise ValueError(f"{where}: nested deeper than {MAX_DEPTH} levels")
+            if isinstance(value, list):
+                if len(value) > MAX_ITEMS:
+                    raise ValueError(f"{where}: {len(value)} items, at most {MAX_ITEMS} allowed")
+                stack.extend((v, f"{where}[{i}]", depth + 1) for i, v in enumerate(value))
+            else:
+                for k, v in value.items():
+                    path = f"{where}.{k}" if where else str(k)
+                    stack.append((k, f"{path} (key)", depth + 1))
+                    stack.append((v, path, depth + 1))
 
 
 def parse_json(raw: str | bytes, what: str) -> Any:
+    """Decoded JSON that passed :func:`check_json`; 400 for malformed JSON, 422 for a value past a limit."""
     try:
-        return json.loads(raw)
+        obj = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise ApiError(400, "MalformedJSON", f"malformed JSON in {what}: {err}") from err
+    except RecursionError:
+        raise ApiError(422, "ValidationError", f"{what}: nested deeper than {MAX_DEPTH} levels") from None
+    try:
+        check_json(obj, what)
+    except ValueError as err:
+        raise ApiError(422, "ValidationError", str(err)) from None
+    return obj
 
 
 def _validate(model: type[M], data: Any) -> M:

@@ -4,17 +4,33 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
 
 Mode = Literal["hybrid", "lexical", "text", "image"]
 Fusion = Literal["rrf", "weighted"]
 By = Literal["fused", "image", "text"]
 AttrValue = str | int | float | bool
+#: Most product ids one recommend or delete request may name.
+MAX_IDS = 100
 
 
 class _In(BaseModel):
     # Unknown fields are an error that names them, not silently ignored.
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _within_limits(cls, data: Any) -> Any:
+        # Depth, size, number range and Unicode limits, also for bodies FastAPI parses itself
+        # (issue 9: a lone surrogate, 10**400 or 1000-deep nesting used to end in a 500).
+        from prodsearch.service.bodies import check_json
+
+        try:
+            check_json(data, "")
+        except ValueError as err:
+            raise PydanticCustomError("limits", str(err)) from None
+        return data
 
 
 class SearchRequest(_In):
@@ -47,8 +63,12 @@ class SearchRequest(_In):
 
 
 class RecommendRequest(_In):
-    positive: list[str] = Field(..., min_length=1, description="Product ids the shopper liked.")
-    negative: list[str] = Field(default_factory=list, description="Product ids the shopper disliked.")
+    positive: list[str] = Field(
+        ..., min_length=1, max_length=MAX_IDS, description="Product ids the shopper liked."
+    )
+    negative: list[str] = Field(
+        default_factory=list, max_length=MAX_IDS, description="Product ids the shopper disliked."
+    )
     by: By = "fused"
     k: int | None = Field(None, ge=1)
     filters: dict[str, Any] | list[Any] | None = None
@@ -58,16 +78,32 @@ class RecommendRequest(_In):
 class ProductIn(_In):
     """A product to add or replace. ``image`` (base64) is for JSON requests; multipart sends a file."""
 
-    id: str = Field(..., min_length=1, max_length=256)
+    id: str = Field(
+        ...,
+        min_length=1,
+        max_length=256,
+        description="Product id: no '/' or control characters (it is part of the product's URL).",
+    )
     title: str = Field(..., min_length=1, max_length=2000)
     text: dict[str, str] = Field(default_factory=dict, description="Free-text fields, e.g. description.")
     attributes: dict[str, AttrValue] = Field(default_factory=dict, description="Filterable attributes.")
     image: str | None = Field(None, description="Photo as base64 (JSON requests only).")
     keep_image: bool = Field(True, description="On update without a new image, keep the stored photo.")
 
+    @field_validator("id")
+    @classmethod
+    def _id_fits_a_url(cls, v: str) -> str:
+        bad = sorted({c for c in v if c == "/" or ord(c) < 32 or ord(c) == 127})
+        if bad:
+            raise ValueError(
+                f"product id {v!r} contains {', '.join(map(repr, bad))}: ids may not contain '/' or "
+                "control characters, since the id is part of the product's URL (/products/ID)"
+            )
+        return v
+
 
 class DeleteRequest(_In):
-    ids: list[str] = Field(..., min_length=1)
+    ids: list[str] = Field(..., min_length=1, max_length=MAX_IDS)
 
 
 class ExplanationOut(BaseModel):

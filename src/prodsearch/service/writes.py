@@ -2,7 +2,8 @@
 
 An uploaded photo is validated (byte and pixel caps, full decode) before anything is written,
 stored content-addressed as ``INDEX/uploads/<sha256>.<ext>``, and removed again if the upsert
-fails, so a failed write leaves the index and its folder as they were.
+fails, so a failed write leaves the index and its folder as they were. An upload no product
+references any more (its product deleted, or given another photo) is removed.
 """
 
 from __future__ import annotations
@@ -57,9 +58,18 @@ def _save_photo(root: Path, data: bytes) -> tuple[Path, str, bool]:
     return path, sha, True
 
 
+def _drop_unused_uploads(ctx: ServiceContext, paths: list[str | None]) -> None:
+    """Remove uploaded photos (only files under ``INDEX/uploads``) that no product references now."""
+    uploads = (ctx.engine.root / UPLOADS).resolve()
+    for p in dict.fromkeys(paths):
+        if p and Path(p).parent == uploads and not ctx.engine.store.image_path_in_use(p):
+            Path(p).unlink(missing_ok=True)
+
+
 def _upsert(ctx: ServiceContext, req: ProductIn, photo: bytes | None) -> dict[str, int]:
     engine = ctx.engine
     with _write_lock:
+        old_path = engine.get(req.id).image_path if req.id in engine.store else None
         image_path = image_hash = None
         created: Path | None = None
         if photo is not None:
@@ -78,11 +88,14 @@ def _upsert(ctx: ServiceContext, req: ProductIn, photo: bytes | None) -> dict[st
             image_hash=image_hash,
         )
         try:
-            return engine.upsert([product])
+            counts = engine.upsert([product])
         except BaseException:
             if created is not None:
                 created.unlink(missing_ok=True)
             raise
+        if old_path != image_path:
+            _drop_unused_uploads(ctx, [old_path])
+        return counts
 
 
 @router.post(
@@ -103,7 +116,11 @@ async def upsert_product(request: Request, ctx: Ctx) -> UpsertOut:
 
 def _delete(ctx: ServiceContext, ids: list[str]) -> int:
     with _write_lock:
-        return ctx.engine.delete(ids)
+        store = ctx.engine.store
+        photos = [store.get(i).image_path for i in ids if i in store]
+        deleted = ctx.engine.delete(ids)
+        _drop_unused_uploads(ctx, photos)  # uploads go with their product
+        return deleted
 
 
 @router.delete("/products/{product_id}", response_model=DeleteOut, responses=AUTH_ERRORS)
