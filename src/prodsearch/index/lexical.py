@@ -2,11 +2,9 @@
 crash-safe saves.
 
 Tokenisation (one function, :meth:`LexicalIndex.tokenize`, used for documents and queries alike):
-Unicode NFKC normalisation (full-width Latin/digits -> ASCII), ``casefold`` (so "Straße" matches
-"STRASSE"), then runs of word characters. Word characters follow the Unicode definition of the
-``regex`` package (letters, digits and combining marks, so Devanagari or Thai words stay whole;
-Python's ``re`` would cut them at every vowel sign); ``re`` is the fallback. Scripts written without
-spaces (Chinese, Japanese) become one token per unbroken run. No stemming and no stopwords by
+the words of :func:`prodsearch.index.tokenize.words` (NFKC, casefold, Unicode word runs, compound
+product words such as "T-shirt" kept whole). Scripts written without spaces (Chinese, Japanese)
+become one token per unbroken run. No stemming and no stopwords by
 default, since both are language-specific; ``stopwords="en"`` and ``stemmer="english"`` (PyStemmer)
 are opt-in and saved with the index.
 
@@ -33,24 +31,12 @@ import numpy as np
 
 from prodsearch.errors import ConfigError, IndexNotFoundError, MissingDependencyError, QueryError
 from prodsearch.index.storage import GenerationWriter, read_generation
+from prodsearch.index.tokenize import TOKENIZER, words  # one tokenizer for documents and queries
 from prodsearch.index.types import Hits, top_k
 
 log = logging.getLogger(__name__)
 
 NAME = "lexical"
-
-try:  # a dependency of transformers, so normally present
-    import regex as _re
-
-    TOKENIZER = "nfkc-casefold-regex-w"
-except ImportError:  # pragma: no cover
-    import re as _re
-
-    TOKENIZER = "nfkc-casefold-re-w"
-    log.warning("the 'regex' package is missing; words with combining marks (e.g. Devanagari) will be split")
-
-_WORD = _re.compile(r"\w+")
-
 
 def _stopword_set(stopwords: str | Sequence[str] | None) -> frozenset[str]:
     if stopwords is None:
@@ -116,7 +102,7 @@ class LexicalIndex:
 
     # ------------------------------------------------------------------ tokenisation
     def _words(self, text: str) -> list[str]:
-        return _WORD.findall(unicodedata.normalize("NFKC", text).casefold())
+        return words(text)
 
     def _term(self, word: str) -> str | None:
         if word in self._stop:
