@@ -262,7 +262,9 @@ def find_demo_catalog() -> Path | None:
 @app.command()
 def demo(
     full: Annotated[bool, typer.Option(help="Index the whole catalog instead of a sample.")] = False,
-    limit: Annotated[int, typer.Option(help="Sample size when not --full.")] = 3000,
+    limit: Annotated[
+        int, typer.Option(help="Stratified sample size when not --full.", envvar="PRODSEARCH_DEMO_LIMIT")
+    ] = 3000,
     catalog: Annotated[
         Path | None, typer.Option(help="Catalog file (default: the shared fashion catalog).")
     ] = None,
