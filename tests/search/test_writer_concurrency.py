@@ -160,3 +160,32 @@ def test_delta_documents_scored_with_main_statistics():
     assert lx.pending == 2
     lx.compact()
     assert lx.pending == 0 and sorted(lx.iids.tolist()) == [1, 2, 4]
+
+
+@pytest.mark.parametrize("other_compacts", [False, True], ids=["other wrote", "other wrote and compacted"])
+def test_writer_catches_up_with_another_writer(tiny_index, fake_embedder, other_compacts):
+    """An engine opened before another one wrote (and maybe compacted the log away) applies those
+    writes before its own, so memory matches disk; the other holds the write lock meanwhile."""
+    from prodsearch.errors import IndexNotFoundError
+
+    rng = np.random.default_rng(3)
+    b = Engine.open(tiny_index, embedder=fake_embedder)
+    a = Engine.open(tiny_index, embedder=fake_embedder)
+    try:
+        a.upsert([product(1, rng)])
+        a.delete(["p01"])
+        with pytest.raises(IndexNotFoundError, match="another process"):
+            b.delete(["p02"])
+        if other_compacts:
+            a.compact()
+    finally:
+        a.close()
+    try:
+        b.delete(["p02"])
+        assert_congruent(b)
+        assert "n1" in b.store and "p01" not in b.store
+        hits = b.search("item", k=20, mode="lexical")
+        assert "n1" in [r.id for r in hits.results]
+        assert "p01" not in [r.id for r in b.search("red", k=20, mode="text").results]
+    finally:
+        b.close()

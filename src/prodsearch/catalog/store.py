@@ -112,6 +112,7 @@ class ProductStore:
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across crashes of the app
+            self._version = self._data_version()
             with self._tx():
                 for stmt in _SCHEMA.split(";"):
                     if stmt.strip():
@@ -137,6 +138,9 @@ class ProductStore:
         error. ``invalidate=False``: the caller patches the caches itself after the commit."""
         with self._lock:
             self._conn.execute("BEGIN IMMEDIATE")
+            # holding SQLite's write lock, no other connection can commit until we do: drop caches
+            # that miss their earlier commits now, so the caller may patch them after ours
+            self._check_fresh()
             try:
                 yield self._conn
             except BaseException:
@@ -492,6 +496,12 @@ class ProductStore:
         with self._lock:
             row = self._conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'oplog'").fetchone()
         return int(row[0]) if row else 0
+
+    def first_logged_seq(self) -> int | None:
+        """Sequence number of the oldest log entry still kept (None if the log is empty)."""
+        with self._lock:
+            row = self._conn.execute("SELECT MIN(seq) FROM oplog").fetchone()
+        return None if row[0] is None else int(row[0])
 
     def oplog_size(self) -> int:
         """Number of log entries not yet dropped by a compaction."""

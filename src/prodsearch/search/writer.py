@@ -154,6 +154,7 @@ class IndexWriter:
         self.lock = RWLock()
         self.on_change: Callable[[], None] | None = None
         self._mutex = threading.RLock()  # one writer (or compaction) at a time
+        self._seq = 0  # the newest log entry applied in memory
         self._flock: int | None = None
         self._compactor: threading.Thread | None = None
         self._closed = False
@@ -197,10 +198,12 @@ class IndexWriter:
         writer._replay()
         return writer
 
-    def _replay(self) -> None:
-        """Apply the log entries each component has not saved yet (idempotent)."""
-        lex_seq = int(self.lexical.meta.get("applied_seq", 0))
-        since = min([lex_seq, *(b.applied_seq for b in self.vectors.values())])
+    def _replay(self, floor: int = 0) -> None:
+        """Apply the log entries each component has not saved yet (and, with ``floor``, that this
+        process has not applied yet); idempotent."""
+        lex_seq = max(floor, int(self.lexical.meta.get("applied_seq", 0)))
+        seqs = {kind: max(floor, be.applied_seq) for kind, be in self.vectors.items()}
+        since = min([lex_seq, *seqs.values()])
         live: set[int] | None = None
         n = 0
         for entry in self.store.oplog_since(since):
@@ -210,7 +213,7 @@ class IndexWriter:
                 if kind not in self.vectors:
                     self.vectors[kind] = self._new_backend(vecs.shape[1])
             for kind, be in self.vectors.items():
-                if entry.seq > be.applied_seq:
+                if entry.seq > seqs.get(kind, 0):
                     be.delete(touched)
                     if kind in entry.vectors:
                         be.upsert(*entry.vectors[kind])
@@ -224,6 +227,20 @@ class IndexWriter:
                     self.lexical.add(put, [p.full_text() for p in self.store.by_iids(put)])
         if n:
             log.info("replayed %d logged write(s) after seq %d into %s", n, since, self.root)
+        self._seq = self.store.last_seq()
+
+    def _catch_up(self) -> None:
+        """Apply writes another process logged since this one last looked (or reload the
+        components if that process also compacted them away). Caller holds the exclusive lock."""
+        last = self.store.last_seq()
+        if last == self._seq:
+            return
+        first = self.store.first_logged_seq()
+        if first is None or first > self._seq + 1:
+            log.info("%s was compacted by another process; reloading it", self.root)
+            self._reload()
+        else:
+            self._replay(floor=self._seq)
 
     def _new_backend(self, dim: int) -> Any:
         from prodsearch.index.backend import create_backend
@@ -247,10 +264,12 @@ class IndexWriter:
             self._check_open()
             self._take_file_lock()
             with self.lock.write():
+                self._catch_up()
                 result, seq = self.store.commit(
                     products, delete=delete, delete_missing=delete_missing, vectors=vectors
                 )
                 if seq:
+                    self._seq = seq
                     try:
                         self._apply(products, result, vectors or {})
                     except BaseException:
@@ -293,6 +312,7 @@ class IndexWriter:
         self.vectors.clear()
         self.vectors.update(fresh.vectors)
         self.lexical = fresh.lexical
+        self._seq = fresh._seq
 
     # ------------------------------------------------------------------ compaction
     @property
@@ -307,8 +327,10 @@ class IndexWriter:
         with self._mutex:
             self._check_open()
             self._take_file_lock()
+            with self.lock.write():
+                self._catch_up()
             t = time.perf_counter()
-            seq = self.store.last_seq()
+            seq = self._seq
             meta = {"applied_seq": seq}
             for kind, be in self.vectors.items():
                 be.compact()
