@@ -144,10 +144,16 @@ def index(
         typer.echo(f"full report: {Path(rep.index) / 'ingest-report.json'}")
 
 
-def _print_results(resp: Any, as_json: bool) -> None:
+def _print_results(resp: Any, as_json: bool, match: Any = None) -> None:
+    """Results as a table or JSON; ``match``: the weak-match verdict (search/relevance.py), if judged."""
     if as_json:
-        typer.echo(json.dumps(resp.to_dict(), indent=2, ensure_ascii=False))
+        data = resp.to_dict()
+        if match is not None:
+            data["match"] = match.to_dict()
+        typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
         return
+    if match is not None and match.weak:
+        typer.echo(f"{match.reason}; the results below are only the least distant products")
     if not resp.results:
         typer.echo("no results")
         return
@@ -197,7 +203,9 @@ def search(
         resp = engine.search(
             text, img, k=k, offset=offset, mode=mode, filters=filters, negative=not_, explain=explain
         )
-        _print_results(resp, as_json)
+        from prodsearch.search.relevance import assess
+
+        _print_results(resp, as_json, assess(engine, text, mode=mode, has_image=img is not None))
 
 
 @app.command()
