@@ -10,6 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from prodsearch.search.relevance import assess
 from prodsearch.service.bodies import parse_json, read_model
 from prodsearch.service.deps import Ctx, ServiceContext, call_engine, page_size
 from prodsearch.service.handlers import ApiError
@@ -80,7 +81,7 @@ async def search(request: Request, ctx: Ctx) -> SearchResponseOut:
     k = page_size(req.k, req.offset, ctx.settings)
     _check_text(ctx, text=req.text, negative=req.negative)
 
-    def run() -> tuple[Any, float]:
+    def run() -> tuple[Any, float, Any]:
         t = time.perf_counter()
         image = check_image(image_bytes, ctx.settings, "image") if image_bytes is not None else None
         decode = time.perf_counter() - t
@@ -98,13 +99,16 @@ async def search(request: Request, ctx: Ctx) -> SearchResponseOut:
             explain=req.explain,
             facets=req.facets,
         )
-        return resp, decode
+        t = time.perf_counter()
+        match = assess(ctx.engine, req.text, mode=req.mode, has_image=image is not None)
+        resp.timings["relevance"] = time.perf_counter() - t
+        return resp, decode, match
 
-    resp, decode = await call_engine(ctx, run)
+    resp, decode, match = await call_engine(ctx, run)
     extra = {"decode": decode} if image_bytes is not None else {}
     kind = "+".join(n for n, v in (("text", req.text), ("image", image_bytes)) if v)
     ctx.metrics.observe_query(kind or "empty", {**resp.timings, **extra})
-    return search_out(resp, _root(request), extra)
+    return search_out(resp, _root(request), extra, match)
 
 
 @router.get(

@@ -129,6 +129,16 @@ class FacetValue(BaseModel):
     count: int
 
 
+class MatchOut(BaseModel):
+    """Whether a text query has a close match (search/relevance.py); photo queries are not judged."""
+
+    weak: bool = Field(description="True when no signal found a close match ('no close match').")
+    reason: str
+    lexical_hits: bool | None = None
+    best_similarity: float | None = Field(None, description="Best text-vector similarity of the query.")
+    cutoff: float | None = Field(None, description="The index's calibrated cutoff (gibberish queries' best).")
+
+
 class SearchResponseOut(BaseModel):
     results: list[ResultOut]
     mode: str
@@ -136,6 +146,7 @@ class SearchResponseOut(BaseModel):
     candidates: int
     timings_ms: dict[str, float]
     facets: dict[str, list[FacetValue]] | None = None
+    match: MatchOut | None = None
 
 
 class ProductOut(BaseModel):

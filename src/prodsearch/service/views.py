@@ -7,7 +7,14 @@ from typing import Any
 from urllib.parse import quote
 
 from prodsearch.search.results import SearchResponse, SearchResult
-from prodsearch.service.schemas import ExplanationOut, FacetValue, ProductOut, ResultOut, SearchResponseOut
+from prodsearch.service.schemas import (
+    ExplanationOut,
+    FacetValue,
+    MatchOut,
+    ProductOut,
+    ResultOut,
+    SearchResponseOut,
+)
 
 
 def image_url(root_path: str, product_id: str, image_path: str | None) -> str | None:
@@ -36,8 +43,9 @@ def result_out(r: SearchResult, root_path: str) -> ResultOut:
 
 
 def search_out(
-    resp: SearchResponse, root_path: str, extra_timings: dict[str, float] | None = None
+    resp: SearchResponse, root_path: str, extra_timings: dict[str, float] | None = None, match: Any = None
 ) -> SearchResponseOut:
+    """``match``: a :class:`prodsearch.search.relevance.MatchStrength`, or None when not judged."""
     timings = {**resp.timings, **(extra_timings or {})}
     return SearchResponseOut(
         results=[result_out(r, root_path) for r in resp.results],
@@ -46,6 +54,7 @@ def search_out(
         candidates=resp.candidates,
         timings_ms={k: round(v * 1000, 3) for k, v in timings.items()},
         facets=facets_out(resp.facets) if resp.facets is not None else None,
+        match=MatchOut(**match.to_dict()) if match is not None else None,
     )
 
 
