@@ -13,7 +13,7 @@ from prodsearch.index.backend import (
     create_backend,
     load_backend,
 )
-from prodsearch.index.vector import exact_search
+from prodsearch.index.vector import VectorIndex, exact_search
 
 DIM = 16
 
@@ -73,6 +73,7 @@ def test_random_writes_match_brute_force_across_compaction_and_reload(tmp_path, 
             assert backend.pending == 0 and len(backend._segments[1]) == 0
             check_against_truth(backend, truth, rng, exact=kind == "flat")
         if step % 6 == 5:
+            backend.compact()  # save persists the state as of the last compaction
             backend.save(tmp_path, "text", meta={"applied_seq": step})
             backend = load_backend("faiss", tmp_path, "text")
             assert backend.applied_seq == step
@@ -88,6 +89,33 @@ def test_search_during_compaction_uses_a_consistent_pair():
     backend.compact()
     assert backend._segments is not before  # swapped, the old pair left intact for running searches
     assert len(before[1]) == 50 and len(backend._segments[1]) == 0
+
+
+def test_writes_during_compaction_are_kept(monkeypatch):
+    """Writes that land while the merged copy is being built stay visible after the swap."""
+    rng = np.random.default_rng(3)
+    backend = FaissBackend(DIM, kind="flat")
+    truth = dict(zip(range(40), unit(rng, 40), strict=True))
+    backend.upsert(np.arange(40), np.stack(list(truth.values())))
+    backend.compact()
+    backend.upsert(np.arange(40, 50), unit(rng, 10))  # pending: goes into the merge
+    truth.update(zip(range(40, 50), backend.get(np.arange(40, 50)), strict=True))
+    original_sync = VectorIndex.sync
+
+    def sync_with_concurrent_writes(self):
+        original_sync(self)
+        if self is not backend.main:  # the merged copy: write meanwhile
+            vecs = unit(rng, 3)
+            backend.upsert([5, 45, 60], vecs)
+            truth.update({5: vecs[0], 45: vecs[1], 60: vecs[2]})
+            backend.delete([7, 48])
+            truth.pop(7), truth.pop(48)
+
+    monkeypatch.setattr(VectorIndex, "sync", sync_with_concurrent_writes)
+    backend.compact()
+    monkeypatch.undo()
+    check_against_truth(backend, truth, rng, exact=True)
+    assert backend.pending == 5 and sorted(backend._segments[1].iids.tolist()) == [5, 45, 60]
 
 
 def test_bad_writes_change_nothing_and_get_names_missing():

@@ -16,15 +16,15 @@ Contract of a :class:`VectorBackend` (one instance per vector kind, e.g. "text",
   store uses ``allowed``; a server backend translates ``filter`` into its own expression language.
 * **get(iids)** returns the stored vectors (N, D) (:class:`ProductNotFoundError` for absent ones);
   ``iids`` lists every stored iid; ``len``/``in`` as for a set of iids.
-* **compact()** merges pending writes into the main ANN structure. The writer calls it with writes
-  paused; searches may run concurrently and must keep working (the embedded store builds the
-  merged index aside and swaps it in with one assignment). **pending** is the number of writes
-  since the last compaction.
-* **save(directory, name, meta)** persists a compacted state crash-safely (one generation, see
-  :mod:`prodsearch.index.storage`) with the writer's ``meta`` (the operation-log sequence number
-  the state includes, ``applied_seq``); **load(directory, name)** returns the backend with
-  ``applied_seq`` set from it. The writer replays every logged write after ``applied_seq``, so a
-  backend never needs its own log: saves may lag behind acknowledged writes.
+* **compact()** merges pending writes into the main ANN structure. Searches, upserts and deletes
+  may run while it does and must keep working (the embedded store merges a snapshot aside and
+  swaps the result in; writes that came in meanwhile stay pending). **pending** is the number of
+  writes since the last compaction.
+* **save(directory, name, meta)** persists the state as of the last compaction crash-safely (one
+  generation, see :mod:`prodsearch.index.storage`) with the writer's ``meta`` (an operation-log
+  sequence number at or below the compaction's snapshot, ``applied_seq``); **load(directory,
+  name)** returns the backend with ``applied_seq`` set from it. The writer replays every logged
+  write after ``applied_seq`` (replay is idempotent), so a backend never needs its own log.
 * The backend's **name** is recorded in the index manifest and selects the class on open
   (:func:`create_backend`, :func:`load_backend`); other backends register in :data:`BACKENDS`.
 
@@ -32,12 +32,14 @@ The embedded store, :class:`FaissBackend`, is an LSM-style pair of segments: a *
 :class:`~prodsearch.index.vector.VectorIndex` (exact or HNSW) that is never modified on the write
 path except for tombstones, and a small exact *delta* segment that receives new and changed
 vectors. Deleting or replacing an iid tombstones it in main (its graph label is skipped during the
-walk); searches merge the top-k of both segments. :meth:`FaissBackend.compact` copies main, adds
-the delta to the copy's graph (or rebuilds it when many labels are dead) and swaps the pair.
+walk); searches merge the top-k of both segments. :meth:`FaissBackend.compact` copies main and the
+delta under a short write lock, adds the delta to the copy's graph (or rebuilds it when many labels
+are dead) with no lock held, tombstones in the copy what was written meanwhile and swaps the pair.
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -115,7 +117,13 @@ class FaissBackend:
         self.applied_seq = 0
         # one tuple, replaced by a single assignment in compact(): a search reads a consistent pair
         self._segments: tuple[VectorIndex, VectorIndex] = (main, self._new_delta())
+        self._init_state()
+
+    def _init_state(self) -> None:
         self._pending = 0
+        self._wlock = threading.Lock()  # writes, and the snapshot/swap steps of a compaction
+        self._compact_lock = threading.Lock()  # one compaction at a time
+        self._since: list[np.ndarray] | None = None  # iids written while a compaction runs
 
     def _new_delta(self) -> VectorIndex:
         return VectorIndex(self.dim, kind="flat")
@@ -160,18 +168,24 @@ class FaissBackend:
         vectors: np.ndarray,
         attributes: Sequence[Mapping[str, str]] | None = None,
     ) -> None:
-        main, delta = self._segments
         iids = np.asarray(iids, dtype=np.int64).reshape(-1)
-        delta.add(iids, vectors)  # validates shapes first: a bad call changes nothing
-        main.remove(iids)  # tombstones the old version, if any
-        self._pending += int(iids.size)
+        with self._wlock:
+            main, delta = self._segments
+            delta.add(iids, vectors)  # validates shapes first: a bad call changes nothing
+            main.remove(iids)  # tombstones the old version, if any
+            self._pending += int(iids.size)
+            if self._since is not None:
+                self._since.append(iids)
 
     def delete(self, iids: Sequence[int] | np.ndarray) -> int:
-        main, delta = self._segments
         iids = np.asarray(iids, dtype=np.int64).reshape(-1)
-        removed = main.remove(iids) + delta.remove(iids)
-        self._pending += removed
-        return removed
+        with self._wlock:
+            main, delta = self._segments
+            removed = main.remove(iids) + delta.remove(iids)
+            self._pending += removed
+            if self._since is not None and removed:
+                self._since.append(iids)
+            return removed
 
     # ------------------------------------------------------------------ reads
     def get(self, iids: Sequence[int] | np.ndarray) -> np.ndarray:
@@ -211,24 +225,41 @@ class FaissBackend:
     # ------------------------------------------------------------------ maintenance
     def compact(self) -> None:
         """Merge the delta into a copy of main (graph insert, or rebuild when many labels are dead)
-        and swap the pair in. Callers pause writes; searches keep using the old pair meanwhile."""
-        main, delta = self._segments
-        if self._pending == 0 and len(delta) == 0:
-            return
-        merged = main.copy()
-        merged.frozen = False
-        if len(delta):
-            d_iids = delta.iids
-            merged.add(d_iids, delta.get(d_iids))
-        merged.sync()
-        merged.frozen = True
-        self._segments = (merged, self._new_delta())
-        self._pending = 0
+        and swap it in; searches and writes go on meanwhile (see the module docstring)."""
+        with self._compact_lock:
+            with self._wlock:
+                main, delta = self._segments
+                if self._pending == 0 and len(delta) == 0:
+                    return
+                merged = main.copy()
+                d_iids = delta.iids
+                d_vecs = delta.get(d_iids)
+                done, self._since = self._pending, []
+            try:
+                merged.frozen = False
+                if d_iids.size:
+                    merged.add(d_iids, d_vecs)
+                merged.sync()
+                merged.frozen = True
+            except BaseException:
+                with self._wlock:
+                    self._since = None
+                raise
+            with self._wlock:
+                touched = np.unique(np.concatenate([np.zeros(0, np.int64), *self._since]))
+                self._since = None
+                new_delta = self._new_delta()
+                if touched.size:
+                    merged.remove(touched)  # their newer state (or absence) is in the current delta
+                    _, delta_now = self._segments
+                    keep = touched[[i in delta_now for i in touched.tolist()]]
+                    if keep.size:
+                        new_delta.add(keep, delta_now.get(keep))
+                self._segments = (merged, new_delta)
+                self._pending -= done
 
     def save(self, directory: str | Path, name: str, *, meta: dict[str, Any]) -> None:
-        """Persist (compacting first if writes are pending) with ``meta`` in the pointer."""
-        if len(self._segments[1]):
-            self.compact()
+        """Persist main (the state as of the last :meth:`compact`) with ``meta`` in the pointer."""
         self._segments[0].save(directory, name, meta={**meta, "backend": self.name})
         self.applied_seq = int(meta.get("applied_seq", self.applied_seq))
 
@@ -240,7 +271,7 @@ class FaissBackend:
         self.dim = main.dim
         self.applied_seq = int(main.meta.get("applied_seq", 0))
         self._segments = (main, self._new_delta())
-        self._pending = 0
+        self._init_state()
         return self
 
 

@@ -38,6 +38,7 @@ log = logging.getLogger(__name__)
 
 NAME = "lexical"
 
+
 def _stopword_set(stopwords: str | Sequence[str] | None) -> frozenset[str]:
     if stopwords is None:
         return frozenset()
@@ -93,7 +94,8 @@ class LexicalIndex:
         self._main = _Main({}, None)  # BM25 matrix of the last build/compaction + its tombstones
         self._delta: dict[int, list[str]] = {}  # documents added or replaced since
         self._post: dict[str, dict[int, int]] = {}  # delta postings: term -> {iid: term frequency}
-        self._version = 0  # bumped by every write (compact() checks it)
+        self._since: set[int] | None = None  # iids written while a compaction runs
+        self._compact_lock = threading.Lock()  # one compaction at a time
         self.meta: dict[str, Any] = {}  # pointer metadata of the generation loaded or saved last
         self._lock = threading.RLock()
 
@@ -158,21 +160,21 @@ class LexicalIndex:
             self._docs = dict(zip(ids, tokens, strict=True))
             self._delta.clear()
             self._post.clear()
-            self._version += 1
-            self._main = _Main.build(self._docs, self.k1, self.b)
+            self._main = _Main.build(dict(self._docs), self.k1, self.b)
+            if self._since is not None:
+                self._since.update(ids)
 
     def add(self, iids: Sequence[int] | np.ndarray, texts: Sequence[str]) -> None:
         """Insert or replace documents: O(batch), they go to the delta segment (see :meth:`compact`)."""
         ids = self._check(iids, texts)
         tokens = [self.tokenize(t) for t in texts]
         with self._lock:
-            self._version += 1
+            if self._since is not None:
+                self._since.update(ids)
             for i, toks in zip(ids, tokens, strict=True):
                 self._drop(i)
                 self._docs[i] = toks
-                self._delta[i] = toks
-                for term, tf in Counter(toks).items():
-                    self._post.setdefault(term, {})[i] = tf
+                self._index_delta(i, toks)
 
     def remove(self, iids: Iterable[int] | np.ndarray) -> int:
         """Delete documents (absent iids are ignored); returns how many were removed. O(batch)."""
@@ -181,7 +183,8 @@ class LexicalIndex:
         }
         with self._lock:
             gone &= self._docs.keys()
-            self._version += 1
+            if self._since is not None:
+                self._since.update(gone)
             for i in gone:
                 self._drop(i)
                 del self._docs[i]
@@ -198,22 +201,36 @@ class LexicalIndex:
                 del self._post[term]
 
     def compact(self) -> None:
-        """Rebuild the BM25 matrix over every live document (fresh statistics), empty the delta.
+        """Rebuild the BM25 matrix over every live document (fresh statistics) and empty the delta.
 
-        The rebuild runs outside the lock on a copy of the documents, so searches go on meanwhile;
-        the result is swapped in only if no write came in during the rebuild (else it is redone
-        under the lock, so the index is never behind)."""
-        with self._lock:
-            if not self.pending:
-                return
-            version, docs = self._version, dict(self._docs)
-        main = _Main.build(docs, self.k1, self.b)
-        with self._lock:
-            if self._version != version:
-                main = _Main.build(self._docs, self.k1, self.b)
-            self._main = main
-            self._delta.clear()
-            self._post.clear()
+        The rebuild runs outside the lock on a snapshot of the documents, so searches and writes go
+        on meanwhile; documents written during it are tombstoned in the new matrix and stay in the
+        delta segment."""
+        with self._compact_lock:
+            with self._lock:
+                if not self.pending:
+                    return
+                docs, self._since = dict(self._docs), set()
+            try:
+                main = _Main.build(docs, self.k1, self.b)
+            except BaseException:
+                with self._lock:
+                    self._since = None
+                raise
+            with self._lock:
+                touched, self._since = self._since, None
+                for i in touched:
+                    main.kill(i)
+                self._main = main
+                self._delta, self._post = {}, {}
+                for i in touched:
+                    if i in self._docs:
+                        self._index_delta(i, self._docs[i])
+
+    def _index_delta(self, iid: int, toks: list[str]) -> None:
+        self._delta[iid] = toks
+        for term, tf in Counter(toks).items():
+            self._post.setdefault(term, {})[iid] = tf
 
     # ------------------------------------------------------------------ search
     def search(self, query: str, k: int, *, allowed: np.ndarray | Sequence[int] | None = None) -> Hits:
@@ -257,23 +274,30 @@ class LexicalIndex:
         return iids, vals
 
     # ------------------------------------------------------------------ persistence
-    def save(self, directory: str | Path, *, meta: dict[str, Any] | None = None) -> Path:
-        """Save as one crash-safe unit: ``directory/lexical.json`` + ``directory/lexical.gen-N/``
-        (``docs.txt``: one line of space-joined terms per document, ``iids.npy``, ``bm25/``),
-        compacting first. ``meta``: extra keys for the pointer (e.g. ``applied_seq``)."""
-        self.compact()
+    def save(
+        self, directory: str | Path, *, meta: dict[str, Any] | None = None, compact: bool = True
+    ) -> Path:
+        """Save the main segment as one crash-safe unit: ``directory/lexical.json`` +
+        ``directory/lexical.gen-N/`` (``docs.txt``: one line of space-joined terms per document,
+        ``iids.npy``, ``dead.npy`` (its tombstones), ``bm25/``). ``compact`` first merges pending
+        writes (without it, writes since the last compaction are left to the caller's log).
+        ``meta``: extra keys for the pointer (e.g. ``applied_seq``)."""
+        if compact:
+            self.compact()
         with self._lock:
+            main = self._main
             with GenerationWriter(directory, NAME) as gen:
-                np.save(gen.path("iids.npy"), self._main.iids)
+                np.save(gen.path("iids.npy"), main.iids)
+                np.save(gen.path("dead.npy"), main.dead)
                 # \w+ terms never contain whitespace, so a space/newline-joined file round-trips exactly
                 with open(gen.path("docs.txt"), "w", encoding="utf-8") as fh:
-                    fh.write("\n".join(" ".join(self._docs[i]) for i in self._main.iids.tolist()))
-                if self._main.bm25 is not None:
-                    self._main.bm25.save(str(gen.path("bm25")), show_progress=False)
+                    fh.write("\n".join(" ".join(t) for t in main.docs.values()))
+                if main.bm25 is not None:
+                    main.bm25.save(str(gen.path("bm25")), show_progress=False)
                 info = {
                     **(meta or {}),
                     "type": "prodsearch.LexicalIndex",
-                    "count": len(self._docs),
+                    "count": main.n,
                     "tokenizer": TOKENIZER,
                     "params": self.params(),
                 }
@@ -312,7 +336,13 @@ class LexicalIndex:
             raise IndexNotFoundError(
                 f"lexical index in {gen}: {ids.shape} iids and {len(lines)} documents, expected {count} per {where}"
             )
-        self._docs = {int(i): line.split() for i, line in zip(ids.tolist(), lines, strict=True)}
+        docs = {int(i): line.split() for i, line in zip(ids.tolist(), lines, strict=True)}
+        dead_path = gen / "dead.npy"
+        dead = np.load(dead_path, allow_pickle=False) if dead_path.exists() else np.zeros(count, bool)
+        if dead.shape != (count,) or dead.dtype != bool:
+            raise IndexNotFoundError(
+                f"lexical index file {dead_path} holds {dead.dtype}{dead.shape}, expected bool({count},)"
+            )
         bm25 = None
         if count:
             import bm25s
@@ -327,7 +357,10 @@ class LexicalIndex:
                 raise IndexNotFoundError(
                     f"BM25 files in {gen / 'bm25'} hold {bm25.scores['num_docs']} documents, expected {count}"
                 )
-        self._main = _Main(self._docs, bm25)
+        self._main = _Main(docs, bm25)
+        for i in ids[dead].tolist():
+            self._main.kill(int(i))
+        self._docs = {i: t for i, t in docs.items() if not self._main.dead[self._main.row[i]]}
         self.meta = meta
         return self
 
@@ -338,6 +371,7 @@ class _Main:
 
     def __init__(self, docs: dict[int, list[str]], bm25: Any):
         self.bm25 = bm25
+        self.docs = docs  # the documents the matrix was built from, in row order
         self.iids = np.fromiter(docs, dtype=np.int64, count=len(docs))
         self.row = {i: r for r, i in enumerate(self.iids.tolist())}
         self.dead = np.zeros(self.iids.size, bool)

@@ -26,7 +26,9 @@ compaction. Temp folders of saves that died are removed on open.
 Readers see one consistent state: searches hold the shared side of :attr:`IndexWriter.lock` for
 their whole run (retrieval, ranking and fetching the products), and steps 2-3 hold the exclusive
 side, which lasts milliseconds for a one-product write. Compaction builds the merged structures
-aside, without that lock, and swaps each in with one assignment, so searches go on during it.
+aside from a snapshot, without that lock, and swaps each in with one assignment, so searches and
+writes go on during it; what was written meanwhile stays in the deltas (and in the log, since a
+component's ``applied_seq`` is the sequence number at the start of the compaction).
 Only one process may write to an index at a time (an advisory file lock, taken at the first write).
 """
 
@@ -153,7 +155,8 @@ class IndexWriter:
         self.auto_compact = auto_compact
         self.lock = RWLock()
         self.on_change: Callable[[], None] | None = None
-        self._mutex = threading.RLock()  # one writer (or compaction) at a time
+        self._mutex = threading.RLock()  # one writer at a time
+        self._compacting = threading.Lock()  # one compaction at a time
         self._seq = 0  # the newest log entry applied in memory
         self._flock: int | None = None
         self._compactor: threading.Thread | None = None
@@ -322,21 +325,24 @@ class IndexWriter:
 
     def compact(self, on_saved: Callable[[], None] | None = None) -> int:
         """Merge every delta into its main structure, save every component with the sequence number
-        it now includes, then drop the log up to it. Searches go on meanwhile; writes wait.
-        ``on_saved`` runs after the component saves (e.g. to save the manifest). Returns that seq."""
-        with self._mutex:
-            self._check_open()
-            self._take_file_lock()
-            with self.lock.write():
-                self._catch_up()
+        it includes, then drop the log up to it. Searches and writes go on meanwhile (each
+        component merges a snapshot aside; writes that land during it stay in its delta and in the
+        log, and replay is idempotent). ``on_saved`` runs after the component saves (e.g. to save
+        the manifest). Returns that sequence number."""
+        with self._compacting:
+            with self._mutex:
+                self._check_open()
+                self._take_file_lock()
+                with self.lock.write():
+                    self._catch_up()
+                seq = self._seq  # every component's snapshot below includes at least this
             t = time.perf_counter()
-            seq = self._seq
             meta = {"applied_seq": seq}
-            for kind, be in self.vectors.items():
+            for kind, be in list(self.vectors.items()):
                 be.compact()
                 be.save(self.root / layout.VECTORS, kind, meta=meta)
             self.lexical.compact()
-            self.lexical.save(self.root / layout.LEXICAL, meta=meta)
+            self.lexical.save(self.root / layout.LEXICAL, meta=meta, compact=False)
             if on_saved is not None:
                 on_saved()
             self.store.trim_oplog(seq)
