@@ -100,6 +100,13 @@ def index(
     ] = False,
     index_kind: Annotated[str, typer.Option(help="Vector index: auto, flat (exact) or hnsw.")] = "auto",
     progress: Progress = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(help="Encode on a Ray cluster: auto, local[:N], HOST:PORT or ray://HOST:PORT."),
+    ] = None,
+    ray_actors: Annotated[int | None, typer.Option(help="Encoder actors (one model each).")] = None,
+    ray_cpus_per_actor: Annotated[float | None, typer.Option(help="CPUs reserved per actor.")] = None,
+    ray_gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs reserved per actor.")] = None,
     verbose: Verbose = False,
 ) -> None:
     """Ingest a catalog into an index folder (incremental: unchanged products cost nothing)."""
@@ -113,6 +120,17 @@ def index(
         image_encoder=None if image_encoder == "none" else image_encoder,
         image_options={"image_size": image_size} if image_size else {},
     )
+    ray_encoder = None
+    if ray is not None:  # connect first: a dead address fails before anything is written
+        from prodsearch.distributed.ray_encode import ray_encoder_from_options
+
+        ray_encoder = ray_encoder_from_options(
+            recipe,
+            ray,
+            actors=ray_actors,
+            cpus_per_actor=ray_cpus_per_actor,
+            gpus_per_actor=ray_gpus_per_actor,
+        )
     column_mapping = _mapping(mapping)
     if column_mapping is None:  # say which columns play which role, and which are left out
         from prodsearch.catalog.readers import suggest_mapping
@@ -133,12 +151,15 @@ def index(
         limit=limit,
         delete_missing=not keep_missing,
         index_kind=index_kind,
+        encode=ray_encoder,
     )
     typer.echo(
         f"{rep.index}: {rep.accepted}/{rep.rows} rows accepted, {rep.rejected} rejected; "
         f"added {rep.added}, updated {rep.updated}, unchanged {rep.unchanged}, deleted {rep.deleted}; "
         f"encoded {rep.encoded_text} texts, {rep.encoded_images} images in {rep.timings.get('total', 0):.1f}s"
     )
+    if ray_encoder is not None:
+        typer.echo(ray_encoder.report.summary())
     if rep.rejected:
         typer.echo(rep.problems_summary)
         typer.echo(f"full report: {Path(rep.index) / 'ingest-report.json'}")

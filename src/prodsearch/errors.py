@@ -45,6 +45,10 @@ class ProductNotFoundError(ProdsearchError, KeyError):
         return str(self.args[0]) if self.args else "product not found"
 
 
+class ClusterConnectionError(ProdsearchError, ConnectionError):
+    """A distributed engine (Ray cluster, Milvus server) at a given address cannot be reached or used."""
+
+
 class MissingDependencyError(ProdsearchError, ImportError):
     """An optional dependency is not installed."""
 
