@@ -125,22 +125,24 @@ def test_search_upload_facet_explain_similar(browser, tiny_engine, photos):
         assert _images_loaded(page)
         assert "results for" in page.inner_text("#status")
 
-        # 2. the explanation opens on click (and is in the button's tooltip)
+        # 2. the explanation opens on click (and is in the button's tooltip), in a shopper's words
         first = page.locator(".card").first
-        assert "lexical" in first.locator(".why-btn").get_attribute("title")
+        assert "Words: yellow" in first.locator(".why-btn").get_attribute("title")
         first.locator(".why-btn").click()
-        assert first.locator(".why").is_visible() and "lexical" in first.locator(".why").inner_text()
+        why = first.locator(".why").inner_text()
+        assert first.locator(".why").is_visible() and "same words" in why and "lexical" not in why
 
         # 3. click a facet: only bags remain
         page.check("input[data-field='category'][data-value='bag']")
         ids = _wait_ids(page, "ids.every(i => ['p07', 'p08', 'p09'].includes(i))")
         assert ids[0] == "p07" and set(ids) <= {"p07", "p08", "p09"}
 
-        # 4. "similar" on a result: other yellow products, not itself
+        # 4. "similar" on a result: other yellow products, not itself; the old facet ticks are gone
         page.locator(".card[data-id='p07'] .similar").click()
         page.wait_for_function("() => document.querySelector('#status').textContent.includes('similar to')")
         ids = _card_ids(page)
         assert "p07" not in ids and ids[0] == "p11"
+        assert page.eval_on_selector_all("#facets input:checked", "c => c.length") == 0
 
         # 5. upload a photo (image-only, "look" mode): that product comes first
         page.fill("#q", "")
@@ -192,3 +194,103 @@ def test_screenshot_of_a_real_index(browser):
         assert _images_loaded(page)
         page.locator(".card .why-btn").first.click()
         page.screenshot(path=str(shot), full_page=False)
+
+
+def _status(page) -> str:
+    return page.inner_text("#status")
+
+
+def _facet_counts(page) -> dict[tuple[str, str], int]:
+    got = page.eval_on_selector_all(
+        "#facets label",
+        "ls => ls.map(l => [l.querySelector('input').dataset.field, l.querySelector('input').dataset.value,"
+        " Number(l.querySelector('.count').dataset.count)])",
+    )
+    return {(f, v): n for f, v, n in got}
+
+
+def _total(page) -> int:
+    # "1–5 of 9 results for ..." -> 9
+    text = _status(page)
+    return int(text.split(" of ", 1)[1].split()[0])
+
+
+def test_page_behaviours_mode_switch_facets_paging_debug_weak(browser, tiny_engine):
+    from prodsearch.service.app import create_app
+
+    app = create_app(tiny_engine, make_settings())
+    with ServerThread(app) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url + "?per_page=5")
+
+        # switching the mode searches the text in the box, not the previous query
+        page.fill("#q", "yellow")
+        page.press("#q", "Enter")
+        _wait_ids(page, "ids[0] === 'p07' || ids[0] === 'p11'")
+        page.fill("#q", "waterproof")
+        page.select_option("#mode", "lexical")
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('waterproof')")
+        assert _card_ids(page)[0] == "p10"
+
+        # a broad query: 12 results, 5 a page
+        page.select_option("#mode", "hybrid")
+        page.fill("#q", "yellow bag shoes jacket")
+        page.press("#q", "Enter")
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('jacket')")
+        total = _total(page)
+        assert total > 5 and len(_card_ids(page)) == 5 and page.is_visible("#pager")
+        seen = list(_card_ids(page))
+        while page.is_enabled("#next"):
+            page.click("#next")
+            seen += _card_ids(page)
+        assert len(seen) == total and len(set(seen)) == total  # every result once, in pages
+
+        # every facet count is exactly what a click leaves, and the counts follow each click
+        counts = _facet_counts(page)
+        assert counts  # facet titles are human: "colour" -> "Colour"
+        assert page.locator("#facets legend", has_text="Colour").count() == 1
+        for (field, value), n in list(counts.items())[:4]:
+            box = page.locator(f"input[data-field='{field}'][data-value='{value}']")
+            box.check()
+            page.wait_for_function("() => document.querySelector('#facets input:checked') !== null")
+            assert _total(page) == n, (field, value)
+            other = [(f, c) for (f, v), c in _facet_counts(page).items() if f != field]
+            per_field: dict[str, int] = {}
+            for f, c in other:
+                per_field[f] = per_field.get(f, 0) + c
+            assert all(s <= n for s in per_field.values())  # other fields count within the n results
+            page.locator(f"input[data-field='{field}'][data-value='{value}']").uncheck()
+            page.wait_for_function("() => document.querySelector('#facets input:checked') === null")
+
+        # scores only in the debug view
+        assert page.locator(".card .score").count() == 0
+        page.goto(url + "?debug=1")
+        page.fill("#q", "yellow")
+        page.press("#q", "Enter")
+        _wait_ids(page, "true")
+        assert page.locator(".card .score").count() > 0 and " ms" in _status(page)
+
+        # nonsense gets "no close match"
+        page.select_option("#mode", "lexical")
+        page.fill("#q", "qwertyuiop zxcv")
+        page.press("#q", "Enter")
+        page.wait_for_function("() => !document.querySelector('#notice').hidden")
+        assert "No close match" in page.inner_text("#notice")
+
+
+def test_phone_width_keeps_the_search_button_and_two_columns(browser, tiny_engine):
+    from prodsearch.service.app import create_app
+
+    app = create_app(tiny_engine, make_settings())
+    with ServerThread(app) as url:
+        page = browser.new_page(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True)
+        page.goto(url)
+        page.fill("#q", "yellow bag shoes jacket")
+        page.click("#go")
+        _wait_ids(page, "true")
+        go = page.locator("#go").bounding_box()
+        assert go["x"] >= 0 and go["x"] + go["width"] <= 390  # the Search button is not cut off
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scrolling
+        boxes = [page.locator(".card").nth(i).bounding_box() for i in range(2)]
+        assert all(b["width"] >= 150 for b in boxes)  # not squeezed into a sliver
+        assert boxes[0]["y"] == boxes[1]["y"]  # two columns side by side

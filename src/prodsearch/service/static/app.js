@@ -1,13 +1,31 @@
 // prodsearch web page: plain JS, no build step. Talks to the JSON API of the same app.
+//
+// A query fetches the best `limits.fetch` matches once; the facet panel counts values over those
+// matches and filters them in the page, so every count is exactly the number of results a click
+// leaves, counts update with each click, and paging walks the same list. Scores and fusion
+// numbers are for developers: they show with ?debug=1 in the address.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
-const state = { text: "", photo: null, filters: {}, facets: null };
-const limits = { page: 24, maxUploadBytes: Infinity };
+const params = new URLSearchParams(location.search);
+const debug = ["1", "true", "yes"].includes(params.get("debug") || "");
+const state = { text: "", photo: null, what: "", results: [], filters: {}, page: 0, match: null, info: "" };
+const limits = {
+  fetch: 96,
+  perPage: Math.max(1, Number.parseInt(params.get("per_page") || "24", 10) || 24),
+  maxUploadBytes: Infinity,
+};
+// attribute names that tell a shopper what a product is, shown on the cards first
+const KEY_ATTRIBUTE = /(type|categ|kind|colou?r|farbe|couleur)/i;
 
 function showStatus(message, isError = false) {
   $("status").textContent = message;
   $("status").classList.toggle("error", isError);
+}
+
+function showNotice(message) {
+  $("notice").textContent = message || "";
+  $("notice").hidden = !message;
 }
 
 async function api(path, options = {}) {
@@ -20,25 +38,20 @@ async function api(path, options = {}) {
   return body;
 }
 
-function activeFilters() {
-  const out = {};
-  for (const [field, values] of Object.entries(state.filters)) {
-    if (values.size) out[field] = [...values];
-  }
-  return Object.keys(out).length ? out : null;
+// "articleType" -> "Article type", "base_colour" -> "Base colour"
+function humanTitle(field) {
+  const words = field.replace(/[_-]+/g, " ").replace(/([a-z0-9])([A-Z])/g, "$1 $2").trim().toLowerCase();
+  return words.charAt(0).toUpperCase() + words.slice(1);
 }
 
-async function runSearch(newQuery) {
-  if (newQuery) {
-    state.text = $("q").value.trim();
-    state.filters = {};
-  }
+async function runSearch() {
+  // Always the text in the box now: a mode switch searches what the box says, not the last query.
+  state.text = $("q").value.trim();
   if (!state.text && !state.photo) {
     showStatus("Type a query or drop a photo.", true);
     return;
   }
-  const query = { text: state.text || null, k: limits.page, mode: $("mode").value, filters: activeFilters(),
-                  facets: true, explain: true };
+  const query = { text: state.text || null, k: limits.fetch, mode: $("mode").value, explain: true };
   let options;
   if (state.photo) {
     const form = new FormData();
@@ -51,9 +64,7 @@ async function runSearch(newQuery) {
   showStatus("Searching…");
   try {
     const response = await api("search", options);
-    if (newQuery || !state.facets) state.facets = response.facets || {};
-    renderFacets();
-    renderResults(response, describeQuery());
+    setResults(response, describeQuery());
   } catch (err) {
     showStatus(err.message, true);
   }
@@ -69,23 +80,74 @@ function describeQuery() {
 async function showSimilar(product) {
   showStatus("Searching…");
   try {
-    const response = await api(`products/${encodeURIComponent(product.id)}/similar?k=${limits.page}&explain=true`);
-    renderResults(response, `similar to “${product.title}”`);
+    const response = await api(`products/${encodeURIComponent(product.id)}/similar?k=${limits.fetch}&explain=true`);
+    setResults(response, `similar to “${product.title}”`);
   } catch (err) {
     showStatus(err.message, true);
   }
 }
 
+// A new result list: filters and paging start over, facets are counted afresh.
+function setResults(response, what) {
+  state.results = response.results;
+  state.what = what;
+  state.filters = {};
+  state.page = 0;
+  state.match = response.match || null;
+  const total = Object.values(response.timings_ms).reduce((a, b) => a + b, 0);
+  state.info = `${response.signals.join(" + ")}, ${total.toFixed(1)} ms`;
+  render();
+}
+
+function passes(result, skipField = null) {
+  for (const [field, values] of Object.entries(state.filters)) {
+    if (field === skipField || !values.size) continue;
+    if (!values.has(String(result.attributes[field] ?? ""))) return false;
+  }
+  return true;
+}
+
+function filtered() {
+  return state.results.filter((r) => passes(r));
+}
+
+// Counts per field over the results passing the *other* fields' filters (values of one field are
+// alternatives), so a count is what ticking that value adds or leaves.
+function facetCounts() {
+  const fields = [];
+  for (const r of state.results) for (const f of Object.keys(r.attributes)) if (!fields.includes(f)) fields.push(f);
+  const out = [];
+  for (const field of fields) {
+    const counts = new Map();
+    for (const r of state.results) {
+      const v = r.attributes[field];
+      if (v === undefined || v === null || v === "" || !passes(r, field)) continue;
+      counts.set(String(v), (counts.get(String(v)) || 0) + 1);
+    }
+    const ticked = state.filters[field] || new Set();
+    for (const v of ticked) if (!counts.has(v)) counts.set(v, 0);
+    const distinct = new Set(state.results.map((r) => String(r.attributes[field] ?? "")).filter(Boolean));
+    if (distinct.size < 2 && !ticked.size) continue; // one value for every result: nothing to choose
+    const values = [...counts.entries()].sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+    out.push([field, values.slice(0, 12)]);
+  }
+  return out;
+}
+
+function render() {
+  renderFacets();
+  renderPage();
+}
+
 function renderFacets() {
   const aside = $("facets");
   aside.replaceChildren();
-  for (const [field, values] of Object.entries(state.facets || {})) {
-    if (!values.length) continue;
+  for (const [field, values] of facetCounts()) {
     const box = document.createElement("fieldset");
     const legend = document.createElement("legend");
-    legend.textContent = field;
+    legend.textContent = humanTitle(field);
     box.append(legend);
-    for (const { value, count } of values) {
+    for (const [value, count] of values) {
       const label = document.createElement("label");
       const check = document.createElement("input");
       check.type = "checkbox";
@@ -95,6 +157,7 @@ function renderFacets() {
       check.addEventListener("change", () => toggleFilter(field, value, check.checked));
       const count_ = document.createElement("span");
       count_.className = "count";
+      count_.dataset.count = String(count);
       count_.textContent = ` (${count})`;
       label.append(check, ` ${value}`, count_);
       box.append(label);
@@ -107,43 +170,62 @@ function toggleFilter(field, value, on) {
   const values = state.filters[field] || (state.filters[field] = new Set());
   if (on) values.add(value);
   else values.delete(value);
-  runSearch(false);
+  state.page = 0;
+  render();
 }
 
-function explanationText(e) {
+// Why a result matched, in a shopper's words; the fusion numbers only in the debug view.
+function explanationLines(e) {
   const lines = [];
-  for (const [signal, share] of Object.entries(e.contributions)) lines.push(`${signal}: ${share.toFixed(4)}`);
-  if (e.matched_terms.length) lines.push(`matched words: ${e.matched_terms.join(", ")}`);
-  const attrs = Object.entries(e.matched_attributes).map(([k, v]) => `${k}=${v}`);
-  if (attrs.length) lines.push(`matched attributes: ${attrs.join(", ")}`);
-  return lines.join("\n");
+  if (e.matched_terms.length) lines.push(["Words", e.matched_terms.join(", ")]);
+  for (const [k, v] of Object.entries(e.matched_attributes)) lines.push([humanTitle(k), v]);
+  const says = { lexical: "same words", text: "similar description", image: "looks similar" };
+  const strong = Object.entries(e.contributions).sort((a, b) => b[1] - a[1]).map(([s]) => says[s] || s);
+  if (strong.length) lines.push(["Matched by", strong.join(", ")]);
+  if (debug) {
+    for (const [signal, share] of Object.entries(e.contributions)) {
+      const sim = e.similarities[signal];
+      lines.push([signal, `${share.toFixed(4)}${sim === undefined ? "" : ` (sim ${sim.toFixed(3)})`}`]);
+    }
+  }
+  return lines;
 }
 
 function explanationTable(e) {
   const table = document.createElement("table");
-  const row = (name, value) => {
+  for (const [name, value] of explanationLines(e)) {
     const tr = table.insertRow();
     tr.insertCell().textContent = name;
     tr.insertCell().textContent = value;
-  };
-  for (const [signal, share] of Object.entries(e.contributions)) {
-    const sim = e.similarities[signal];
-    row(signal, `${share.toFixed(4)}${sim === undefined ? "" : ` (sim ${sim.toFixed(3)})`}`);
   }
-  if (e.matched_terms.length) row("words", e.matched_terms.join(", "));
-  for (const [k, v] of Object.entries(e.matched_attributes)) row(k, v);
   return table;
 }
 
-function renderResults(response, what) {
+function keyAttributes(attributes) {
+  const entries = Object.entries(attributes).filter(([, v]) => v !== null && v !== "");
+  const key = entries.filter(([k]) => KEY_ATTRIBUTE.test(k));
+  return (key.length ? key : entries).slice(0, 3).map(([, v]) => v);
+}
+
+function renderPage() {
   const grid = $("results");
   grid.replaceChildren();
-  const total = Object.values(response.timings_ms).reduce((a, b) => a + b, 0);
-  showStatus(response.results.length
-    ? `${response.results.length} results for ${what} (${response.signals.join(" + ")}, ${total.toFixed(1)} ms)`
-    : `No results for ${what}.`);
+  const list = filtered();
+  const pages = Math.max(1, Math.ceil(list.length / limits.perPage));
+  state.page = Math.min(state.page, pages - 1);
+  const start = state.page * limits.perPage;
+  const shown = list.slice(start, start + limits.perPage);
+  const weak = state.match && state.match.weak;
+  showNotice(weak ? `No close match for ${state.what}: these are only the nearest products.` : "");
+  if (!state.results.length) {
+    showStatus(`No results for ${state.what}.`);
+  } else {
+    const range = list.length ? `${start + 1}–${start + shown.length} of ${list.length}` : "0";
+    const of = list.length < state.results.length ? ` (filtered from the ${state.results.length} best matches)` : "";
+    showStatus(`${range} results for ${state.what}${of}` + (debug ? ` · ${state.info}` : ""));
+  }
   const template = $("card");
-  for (const r of response.results) {
+  for (const r of shown) {
     const card = template.content.firstElementChild.cloneNode(true);
     card.dataset.id = r.id;
     const img = card.querySelector(".photo img");
@@ -154,13 +236,15 @@ function renderResults(response, what) {
       img.remove();
     }
     card.querySelector(".title").textContent = r.title;
-    card.querySelector(".score").textContent = r.score.toFixed(4);
-    card.querySelector(".attrs").textContent = Object.values(r.attributes).slice(0, 3).join(" · ");
+    const score = card.querySelector(".score");
+    if (debug) score.textContent = r.score.toFixed(4);
+    else score.remove();
+    card.querySelector(".attrs").textContent = keyAttributes(r.attributes).join(" · ");
     card.querySelector(".similar").addEventListener("click", () => showSimilar(r));
     const why = card.querySelector(".why");
     const whyButton = card.querySelector(".why-btn");
     if (r.explanation) {
-      whyButton.title = explanationText(r.explanation);
+      whyButton.title = explanationLines(r.explanation).map(([k, v]) => `${k}: ${v}`).join("\n");
       why.append(explanationTable(r.explanation));
       whyButton.addEventListener("click", () => { why.hidden = !why.hidden; });
     } else {
@@ -168,6 +252,21 @@ function renderResults(response, what) {
     }
     grid.append(card);
   }
+  renderPager(pages);
+}
+
+function renderPager(pages) {
+  const pager = $("pager");
+  pager.hidden = pages <= 1;
+  $("page-label").textContent = `Page ${state.page + 1} of ${pages}`;
+  $("prev").disabled = state.page === 0;
+  $("next").disabled = state.page >= pages - 1;
+}
+
+function goPage(delta) {
+  state.page += delta;
+  renderPage();
+  $("status").scrollIntoView({ block: "nearest" });
 }
 
 function setPhoto(file) {
@@ -187,10 +286,7 @@ function setPhoto(file) {
   $("drop-label").textContent = file ? file.name : "Drop a photo or click to search by image";
   if (file) {
     preview.src = URL.createObjectURL(file);
-    state.text = $("q").value.trim();
-    state.filters = {};
-    state.facets = null;
-    runSearch(false);
+    runSearch();
   } else {
     preview.removeAttribute("src");
   }
@@ -199,7 +295,7 @@ function setPhoto(file) {
 async function loadLimits() {
   try {
     const health = await api("healthz");
-    limits.page = Math.min(limits.page, health.limits.max_k);
+    limits.fetch = Math.min(limits.fetch, health.limits.max_k);
     limits.maxUploadBytes = health.limits.max_upload_bytes;
   } catch (err) {
     showStatus(`The search service is not answering: ${err.message}`, true);
@@ -207,9 +303,12 @@ async function loadLimits() {
 }
 
 function init() {
+  if (debug) document.body.classList.add("debug");
   loadLimits();
-  $("search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(true); });
-  $("mode").addEventListener("change", () => runSearch(false));
+  $("search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
+  $("mode").addEventListener("change", () => { if ($("q").value.trim() || state.photo) runSearch(); });
+  $("prev").addEventListener("click", () => goPage(-1));
+  $("next").addEventListener("click", () => goPage(1));
   const drop = $("drop");
   drop.addEventListener("click", (event) => { if (event.target.id !== "clear-photo") $("file").click(); });
   drop.addEventListener("keydown", (event) => { if (event.key === "Enter") $("file").click(); });
