@@ -189,3 +189,46 @@ def test_writer_catches_up_with_another_writer(tiny_index, fake_embedder, other_
         assert "p01" not in [r.id for r in b.search("red", k=20, mode="text").results]
     finally:
         b.close()
+
+
+def test_writes_go_on_during_compaction_and_survive_reopen(tiny_index, fake_embedder, monkeypatch):
+    from prodsearch.index.vector import VectorIndex
+
+    rng = np.random.default_rng(4)
+    engine = Engine.open(tiny_index, embedder=fake_embedder)
+    engine.upsert([product(1, rng)])  # something to compact
+    original_sync = VectorIndex.sync
+    finished = []
+    compacting = threading.current_thread()
+
+    def sync_then_write(self):
+        original_sync(self)
+        if finished or threading.current_thread() is not compacting:
+            return
+
+        def write():
+            engine.upsert([product(2, rng)])
+            engine.delete(["p03", "n1"])
+            finished.append(True)
+
+        t = threading.Thread(target=write)
+        t.start()
+        t.join(timeout=20)
+        assert finished, "a write waited for the running compaction"
+
+    monkeypatch.setattr(VectorIndex, "sync", sync_then_write)
+    seq = engine.compact()
+    monkeypatch.undo()
+    try:
+        assert finished
+        assert_congruent(engine)
+        assert engine.store.oplog_size() == 2 and engine.store.first_logged_seq() == seq + 1
+    finally:
+        engine.close()
+    engine = Engine.open(tiny_index, embedder=fake_embedder)
+    try:
+        assert_congruent(engine)
+        assert "n2" in engine.store and "n1" not in engine.store and "p03" not in engine.store
+        assert [r.id for r in engine.search("item", k=5, mode="lexical").results] == ["n2"]
+    finally:
+        engine.close()

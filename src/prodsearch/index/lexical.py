@@ -284,26 +284,26 @@ class LexicalIndex:
         ``meta``: extra keys for the pointer (e.g. ``applied_seq``)."""
         if compact:
             self.compact()
-        with self._lock:
-            main = self._main
-            with GenerationWriter(directory, NAME) as gen:
-                np.save(gen.path("iids.npy"), main.iids)
-                np.save(gen.path("dead.npy"), main.dead)
-                # \w+ terms never contain whitespace, so a space/newline-joined file round-trips exactly
-                with open(gen.path("docs.txt"), "w", encoding="utf-8") as fh:
-                    fh.write("\n".join(" ".join(t) for t in main.docs.values()))
-                if main.bm25 is not None:
-                    main.bm25.save(str(gen.path("bm25")), show_progress=False)
-                info = {
-                    **(meta or {}),
-                    "type": "prodsearch.LexicalIndex",
-                    "count": main.n,
-                    "tokenizer": TOKENIZER,
-                    "params": self.params(),
-                }
-                folder = gen.commit(info)
-                self.meta = info
-                return folder
+        with self._lock:  # the main segment only changes by tombstones: copy those, write unlocked
+            main, dead = self._main, self._main.dead.copy()
+        with GenerationWriter(directory, NAME) as gen:
+            np.save(gen.path("iids.npy"), main.iids)
+            np.save(gen.path("dead.npy"), dead)
+            # \w+ terms never contain whitespace, so a space/newline-joined file round-trips exactly
+            with open(gen.path("docs.txt"), "w", encoding="utf-8") as fh:
+                fh.write("\n".join(" ".join(t) for t in main.docs.values()))
+            if main.bm25 is not None:
+                main.bm25.save(str(gen.path("bm25")), show_progress=False)
+            info = {
+                **(meta or {}),
+                "type": "prodsearch.LexicalIndex",
+                "count": main.n,
+                "tokenizer": TOKENIZER,
+                "params": self.params(),
+            }
+            folder = gen.commit(info)
+            self.meta = info
+            return folder
 
     @classmethod
     def load(cls, directory: str | Path, *, verify: bool = True) -> LexicalIndex:

@@ -464,26 +464,36 @@ class VectorIndex:
         operation-log sequence number the saved state includes). Returns the generation folder."""
         import faiss
 
+        # Copy the arrays under the lock and write them without it: searches and tombstones
+        # (``remove``) go on during the file writes. A frozen index's graph never changes.
         with self._lock:
-            self.sync()
+            if not self.frozen:
+                self.sync()
             n = self._n
-            with GenerationWriter(directory, name) as gen:
-                np.save(gen.path(f"{name}.vectors.npy"), self._vecs[:n])
-                np.save(gen.path(f"{name}.iids.npy"), self._ids[:n])
-                if self._graph is not None:
-                    np.save(gen.path(f"{name}.labels.npy"), self._labels[:n])
-                    faiss.write_index(self._graph, str(gen.path(f"{name}.faiss")))
-                info = {
-                    **(meta or {}),
-                    "type": "prodsearch.VectorIndex",
-                    "dim": self.dim,
-                    "count": n,
-                    "ann": "hnsw" if self._graph is not None else "flat",
-                    "graph_ntotal": int(self._label_row.shape[0]),
-                    "params": self.params(),
-                }
-                self.meta = dict(info)
-                return gen.commit(info)
+            vecs, ids = self._vecs[:n].copy(), self._ids[:n].copy()
+            graph = self._graph
+            labels = self._labels[:n].copy() if graph is not None else None
+            info = {
+                **(meta or {}),
+                "type": "prodsearch.VectorIndex",
+                "dim": self.dim,
+                "count": n,
+                "ann": "hnsw" if graph is not None else "flat",
+                "graph_ntotal": int(self._label_row.shape[0]),
+                "params": self.params(),
+            }
+        with GenerationWriter(directory, name) as gen:
+            np.save(gen.path(f"{name}.vectors.npy"), vecs)
+            np.save(gen.path(f"{name}.iids.npy"), ids)
+            if graph is not None:
+                np.save(gen.path(f"{name}.labels.npy"), labels)
+                if self.frozen:
+                    faiss.write_index(graph, str(gen.path(f"{name}.faiss")))
+                else:
+                    with self._lock:
+                        faiss.write_index(graph, str(gen.path(f"{name}.faiss")))
+            self.meta = dict(info)
+            return gen.commit(info)
 
     @classmethod
     def load(cls, directory: str | Path, name: str, *, verify: bool = True) -> VectorIndex:
