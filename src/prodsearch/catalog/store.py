@@ -584,23 +584,37 @@ def _now() -> str:
 def _patched_table(
     iids: np.ndarray, table: dict[str, np.ndarray], deleted: Sequence[int], put: dict[int, dict[str, str]]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The attribute table (see :meth:`ProductStore.attribute_table`) with rows ``deleted`` removed
-    and the rows of ``put`` (iid -> attributes) replaced or appended (new iids are the largest)."""
-    keep = ~np.isin(iids, np.asarray(list(deleted) + list(put), dtype=np.int64))
-    new = np.asarray(sorted(put), dtype=np.int64)
-    out_iids = np.concatenate([iids[keep], new])
-    order = np.argsort(out_iids, kind="stable")  # an updated iid may sit below the new ones
+    """The attribute table (see :meth:`ProductStore.attribute_table`) with rows ``deleted`` removed,
+    the rows of updated iids of ``put`` (iid -> attributes) replaced in place and new iids appended
+    (AUTOINCREMENT: a new iid is larger than every existing one). The filters' derived column data
+    is carried over in O(changed rows) (:func:`prodsearch.index.filters.carry_over`)."""
+    from prodsearch.index.filters import carry_over
+
+    keep = np.nonzero(~np.isin(iids, np.asarray(list(deleted), dtype=np.int64)))[0]
+    kept = iids[keep]
+    put_ids = np.asarray(sorted(put), dtype=np.int64)
+    pos = np.searchsorted(kept, put_ids)
+    present = (
+        (pos < kept.size) & (kept[np.minimum(pos, max(kept.size - 1, 0))] == put_ids)
+        if kept.size
+        else np.zeros(put_ids.size, bool)
+    )
+    replace_at, replaced = pos[present], put_ids[present]
+    new = put_ids[~present]
+    out_iids = np.concatenate([kept, new])
     fields = sorted(set(table) | {f for a in put.values() for f in a})
     out: dict[str, np.ndarray] = {}
     for f in fields:
         old = table.get(f)
-        head = old[keep] if old is not None else np.full(int(keep.sum()), "", dtype=object)
-        tail = np.empty(new.size, dtype=object)
-        tail[:] = [put[i].get(f, "") for i in new.tolist()]
-        col = np.concatenate([head, tail])[order]
+        if old is None:
+            old = np.full(iids.size, "", dtype=object)
+        col = np.empty(out_iids.size, dtype=object)
+        col[: keep.size] = old[keep]
+        col[replace_at] = [put[i].get(f, "") for i in replaced.tolist()]
+        col[keep.size :] = [put[i].get(f, "") for i in new.tolist()]
         col.flags.writeable = False
+        carry_over(old, col, keep, replace_at, int(new.size))
         out[f] = col
-    out_iids = out_iids[order]
     out_iids.flags.writeable = False
     return out_iids, out
 

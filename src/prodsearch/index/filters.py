@@ -335,21 +335,57 @@ class _Column:
 _CACHE: dict[int, tuple[weakref.ref[np.ndarray], _Column]] = {}
 
 
+def _cached(col: np.ndarray) -> _Column | None:
+    hit = _CACHE.get(id(col))
+    return hit[1] if hit is not None and hit[0]() is col else None
+
+
+def _remember(col: np.ndarray, derived: _Column) -> None:
+    try:
+        ref = weakref.ref(col, lambda _r, key=id(col): _CACHE.pop(key, None))
+    except TypeError:  # pragma: no cover - arrays always support weakrefs
+        return
+    _CACHE[id(col)] = (ref, derived)
+
+
+def carry_over(
+    old: np.ndarray, new: np.ndarray, keep: np.ndarray, replace_at: np.ndarray, appended: int
+) -> None:
+    """Derive the filter data of column ``new`` from that of ``old`` (if computed) in O(changed rows)
+    plus array copies, instead of re-parsing every value on the next filtered search.
+
+    ``new`` must be ``old[keep]`` with the rows at positions ``replace_at`` given new values and
+    ``appended`` new values added at the end (how the product store patches its attribute table
+    after a write)."""
+    derived = _cached(old)
+    if derived is None:
+        return
+    n_keep = int(keep.size)
+    changed = np.concatenate([replace_at, np.arange(n_keep, n_keep + appended)]).astype(np.int64)
+    fresh = _Column(np.asarray(new[changed], dtype=object))
+    order = np.arange(n_keep + appended)
+    order[replace_at] = n_keep + np.arange(replace_at.size)
+    order[n_keep:] = n_keep + replace_at.size + np.arange(appended)
+    out = _Column.__new__(_Column)
+    for name, arr in vars(derived).items():
+        if isinstance(arr, np.ndarray) and arr.shape[:1] == (len(old),):
+            # concatenating promotes the dtype, so a longer new value is never truncated
+            setattr(out, name, np.concatenate([arr[keep], getattr(fresh, name)])[order])
+        else:
+            setattr(out, name, None)  # lazily computed extras (e.g. token sets) start over
+    _remember(new, out)
+
+
 def _column(table: Mapping[str, np.ndarray], field: str) -> _Column:
     if field not in table:
         raise QueryError(f"unknown filter field {field!r}; valid fields: {sorted(table)}")
     col = table[field]
     if not isinstance(col, np.ndarray):
         return _Column(np.asarray(col, dtype=object))
-    hit = _CACHE.get(id(col))
-    if hit is not None and hit[0]() is col:
-        return hit[1]
-    derived = _Column(col)
-    try:
-        ref = weakref.ref(col, lambda _r, key=id(col): _CACHE.pop(key, None))
-    except TypeError:  # pragma: no cover - arrays always support weakrefs
-        return derived
-    _CACHE[id(col)] = (ref, derived)
+    derived = _cached(col)
+    if derived is None:
+        derived = _Column(col)
+        _remember(col, derived)
     return derived
 
 
