@@ -76,7 +76,10 @@ class Engine:
         writer = IndexWriter.open(
             root,
             backend=manifest.backend,
-            vector_params={"kind": manifest.settings.get("index_kind", "auto")},
+            vector_params={
+                "kind": manifest.settings.get("index_kind", "auto"),
+                **manifest.settings.get("backend_params", {}),  # e.g. where Milvus is
+            },
         )
         engine = cls(root, manifest, embedder, writer.store, writer.vectors, writer.lexical)
         engine._writer = writer
@@ -140,12 +143,20 @@ class Engine:
         self._attr_table = table
         self.attribute_fields = sorted(table)
 
-    def _filter_mask(self, filters: Any) -> np.ndarray | None:
+    def _parse_filter(self, filters: Any) -> Any:
+        """The typed filter (``None`` for none); vector backends that filter inside their engine use it."""
         if filters is None or filters == {} or filters == []:
             return None
-        from prodsearch.index.filters import evaluate, parse_filter
+        from prodsearch.index.filters import parse_filter
 
-        flt = parse_filter(filters, valid_fields=self.attribute_fields)
+        return parse_filter(filters, valid_fields=self.attribute_fields)
+
+    def _filter_mask(self, filters: Any) -> np.ndarray | None:
+        flt = self._parse_filter(filters)
+        if flt is None:
+            return None
+        from prodsearch.index.filters import evaluate
+
         return evaluate(flt, self._attr_table)
 
     @reading
@@ -230,6 +241,7 @@ class Engine:
         negative_weight: float = 1.0,
         explain: bool = False,
         facets: Sequence[str] | bool | None = None,
+        anchor: bool = True,
     ) -> SearchResponse:
         """Search by ``text``, ``image`` (PIL image, path or bytes) or both.
 
@@ -239,6 +251,8 @@ class Engine:
         ``image_weight``: for text+image queries in an aligned space, the image's share of the query vector.
         ``negative``: text whose meaning results should move away from (e.g. "leather"); its unit
         vector times ``negative_weight`` is subtracted from the query vector (Marqo's negative terms).
+        ``anchor``: in a photo+text query the photo picks the candidates and the text re-ranks them
+        ("like this, but black"; :mod:`prodsearch.search.compose`); False mixes them freely.
         """
         text = text.strip() if isinstance(text, str) else text
         if not text and image is None:
@@ -273,6 +287,11 @@ class Engine:
             if needs_vectors
             else {}
         )
+        if anchor and text and image is not None and "image" in self.vectors:
+            from prodsearch.search.compose import anchored_rankings
+
+            rankings = anchored_rankings(self, text, image, want, qvecs, allowed, depth, timings)
+            want = ()  # already ranked, within the photo's anchor set
         if "lexical" in want and text:
             t = time.perf_counter()
             rankings["lexical"] = self.lexical.search(text, depth, allowed=allowed)
@@ -280,7 +299,9 @@ class Engine:
         t = time.perf_counter()
         for kind in ("text", "image"):
             if kind in want and kind in qvecs:
-                rankings[kind] = self.vectors[kind].search(qvecs[kind][None], depth, allowed=allowed)[0]
+                rankings[kind] = self.vectors[kind].search(
+                    qvecs[kind][None], depth, filter=self._parse_filter(filters), allowed=allowed
+                )[0]
         timings["ann"] = time.perf_counter() - t
         if not rankings:
             raise QueryError(
@@ -435,7 +456,9 @@ class Engine:
                 q = q - 0.5 * np.mean(nv, axis=0)
             q = l2_normalize(q[None])[0]
             qvecs[kind] = q
-            rankings[kind] = self.vectors[kind].search(q[None], depth, allowed=allowed)[0]
+            rankings[kind] = self.vectors[kind].search(
+                q[None], depth, filter=self._parse_filter(filters), allowed=allowed
+            )[0]
         timings["ann"] = time.perf_counter() - t
         if not rankings:
             raise QueryError(f"the given products have no {by} vectors")

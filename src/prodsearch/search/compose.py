@@ -1,0 +1,64 @@
+"""Photo + text queries with the photo as the anchor ("like this, but black"; issue 11, item 14).
+
+Adding the text vector to the photo vector lets the text outweigh the photo: a red heel photo plus
+"black" found black socks first. What a shopper means is "products that look like this one, among
+those the one that is black", so the photo decides the candidate set and the text only re-ranks it:
+
+1. the *anchor set*: the ``pool`` products whose photos are nearest to the query photo alone
+   (within the filters);
+2. every signal of the query (the composed photo+text vector, the text vector, the keywords) is
+   ranked within the anchor set only, and the rankings are fused as usual.
+
+So every result looks like the photo, and among those the text's words and meaning decide the
+order. Measured by ``bench/composed_bench.py`` (docs/benchmarks.md, "Composed queries").
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+#: Products in the anchor set (nearest photos) that the text re-ranks.
+ANCHOR_POOL = 200
+
+
+def anchor_set(engine: Any, image: Any, allowed: np.ndarray | None, pool: int | None = None) -> np.ndarray:
+    """iids of the ``pool`` products whose photo vectors are nearest the query photo's, (N,) int64."""
+    q_img = engine.embedder.encode_images([image])[0]
+    n = pool or ANCHOR_POOL
+    hits = engine.vectors["image"].search(np.asarray(q_img, np.float32)[None], n, allowed=allowed)[0]
+    return np.asarray(hits.iids, dtype=np.int64)
+
+
+def anchored_rankings(
+    engine: Any,
+    text: str,
+    image: Any,
+    want: tuple[str, ...],
+    qvecs: dict[str, np.ndarray],
+    allowed: np.ndarray | None,
+    depth: int,
+    timings: dict[str, float],
+    pool: int | None = None,
+) -> dict[str, Any]:
+    """The engine's per-signal rankings of a photo+text query, each restricted to the anchor set.
+
+    ``want``: the signals of the query's mode; ``qvecs``: the engine's query vectors per vector kind
+    (the composed photo+text vector in an aligned space); ``allowed``: iids passing the filters.
+    """
+    t = time.perf_counter()
+    anchors = anchor_set(engine, image, allowed, pool or ANCHOR_POOL)
+    timings["anchor"] = time.perf_counter() - t
+    rankings: dict[str, Any] = {}
+    if "lexical" in want and text:
+        t = time.perf_counter()
+        rankings["lexical"] = engine.lexical.search(text, len(anchors), allowed=anchors)
+        timings["lexical"] = time.perf_counter() - t
+    t = time.perf_counter()
+    for kind in ("text", "image"):
+        if kind in want and kind in qvecs:
+            rankings[kind] = engine.vectors[kind].search(qvecs[kind][None], len(anchors), allowed=anchors)[0]
+    timings["anchor_ann"] = time.perf_counter() - t
+    return {s: h for s, h in rankings.items() if len(h.iids)}
