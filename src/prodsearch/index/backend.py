@@ -110,8 +110,8 @@ class FaissBackend:
 
     name: ClassVar[str] = "faiss"
 
-    def __init__(self, dim: int, **params: Any):
-        main = VectorIndex(dim, **params)
+    def __init__(self, dim: int, *, vector_kind: str | None = None, **params: Any):
+        main = VectorIndex(dim, **params)  # vector_kind: which kind this is (unused here)
         main.frozen = True
         self.dim = main.dim
         self.applied_seq = 0
@@ -280,15 +280,19 @@ BACKENDS: dict[str, type] = {FaissBackend.name: FaissBackend}
 
 
 def _backend_class(name: str) -> type:
+    if name == "milvus" and name not in BACKENDS:  # registered on import (pymilvus loads lazily)
+        from prodsearch.index.milvus import MilvusBackend
+
+        BACKENDS[name] = MilvusBackend
     try:
         return BACKENDS[name]
     except KeyError:
         raise ConfigError(f"unknown vector backend {name!r}; known: {sorted(BACKENDS)}") from None
 
 
-def create_backend(name: str, dim: int, **params: Any) -> VectorBackend:
-    """A new, empty backend of the registered class ``name``."""
-    return _backend_class(name)(dim, **params)
+def create_backend(name: str, dim: int, *, vector_kind: str | None = None, **params: Any) -> VectorBackend:
+    """A new, empty backend of the registered class ``name`` for vector kind ``vector_kind``."""
+    return _backend_class(name)(dim, vector_kind=vector_kind, **params)
 
 
 def load_backend(name: str, directory: str | Path, kind: str) -> VectorBackend:

@@ -95,6 +95,8 @@ def build_index(
     progress: bool = False,
     read_options: dict[str, Any] | None = None,
     encode: Callable[..., dict[str, tuple[list[int], np.ndarray]]] | None = None,
+    backend: str | None = None,
+    backend_options: dict[str, Any] | None = None,
 ) -> BuildReport:
     """Ingest ``catalog`` into the index folder ``out`` (created if needed) and return what happened.
 
@@ -103,6 +105,11 @@ def build_index(
 
     ``encode``: replaces :func:`encode_products` (same signature), e.g. a
     :class:`prodsearch.distributed.ray_encode.RayEncoder` that encodes on a Ray cluster.
+
+    ``backend``: where the vectors live: ``faiss`` (embedded, the default) or a Milvus location
+    (``milvus://HOST:PORT``, or a ``.db`` path for Milvus Lite) with ``backend_options`` (see
+    :class:`prodsearch.index.milvus.MilvusConfig`); checked before anything is written. An existing
+    index keeps its backend.
 
     Raises :class:`EncoderMismatchError` when ``out`` already holds an index built with another encoder.
     """
@@ -134,15 +141,28 @@ def build_index(
             embedder.check_compatible(old_manifest.embedder, where=f"index {out}")
         except EncoderMismatchError as err:
             raise EncoderMismatchError(f"{err}; use a new --out folder") from None
+    backend_name = old_manifest.backend if old_manifest is not None else layout.Manifest.backend
+    backend_params = old_manifest.settings.get("backend_params", {}) if old_manifest is not None else {}
+    if backend is not None:
+        from prodsearch.index.milvus import backend_choice
+
+        backend_name, backend_params = backend_choice(
+            backend,
+            backend_options,
+            out=out,
+            old=old_manifest,
+            attributes=result.mapping.attributes,
+            embedder=embedder,
+        )
     out.mkdir(parents=True, exist_ok=True)
     write_problem_report(result, out / layout.REPORT)
     manifest = layout.Manifest(
         embedder=embedder.spec(),
         mapping=result.mapping.to_dict(),
         source=str(Path(catalog).resolve()),
-        settings={"recipe": recipe.to_dict(), "index_kind": index_kind},
+        settings={"recipe": recipe.to_dict(), "index_kind": index_kind, "backend_params": backend_params},
         model_run=recipe.model,
-        backend=old_manifest.backend if old_manifest is not None else layout.Manifest.backend,
+        backend=backend_name,
         updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
     )
     if old_manifest is None:
@@ -151,7 +171,10 @@ def build_index(
     from prodsearch.search.writer import IndexWriter, vectors_by_id
 
     writer = IndexWriter.open(
-        out, backend=manifest.backend, vector_params={"kind": index_kind}, auto_compact=False
+        out,
+        backend=manifest.backend,
+        vector_params={"kind": index_kind, **backend_params},
+        auto_compact=False,
     )
     try:
         t = time.perf_counter()

@@ -214,12 +214,13 @@ class IndexWriter:
             touched = np.concatenate([entry.put, entry.deleted])
             for kind, (_, vecs) in entry.vectors.items():
                 if kind not in self.vectors:
-                    self.vectors[kind] = self._new_backend(vecs.shape[1])
+                    self.vectors[kind] = self._new_backend(kind, vecs.shape[1])
             for kind, be in self.vectors.items():
                 if entry.seq > seqs.get(kind, 0):
                     be.delete(touched)
                     if kind in entry.vectors:
-                        be.upsert(*entry.vectors[kind])
+                        ids, vecs = entry.vectors[kind]
+                        be.upsert(ids, vecs, attributes=self._attributes_for(be, ids))
             if entry.seq > lex_seq:
                 self.lexical.remove(touched)
                 if live is None:
@@ -245,10 +246,20 @@ class IndexWriter:
         else:
             self._replay(floor=self._seq)
 
-    def _new_backend(self, dim: int) -> Any:
+    def _new_backend(self, kind: str, dim: int) -> Any:
         from prodsearch.index.backend import create_backend
 
-        return create_backend(self.backend, int(dim), **self.vector_params)
+        return create_backend(self.backend, int(dim), vector_kind=kind, **self.vector_params)
+
+    def _attributes_for(self, backend: Any, iids: Any) -> list[dict[str, str]] | None:
+        """Products' attributes for backends that filter inside their engine (e.g. Milvus)."""
+        if not getattr(backend, "needs_attributes", False):
+            return None
+        ids = np.asarray(iids, dtype=np.int64).tolist()
+        live = set(self.store.all_iids().tolist())  # a product deleted by a later entry: none needed
+        kept = [i for i in ids if i in live]
+        found = {i: p.attributes for i, p in zip(kept, self.store.by_iids(kept), strict=True)}
+        return [found.get(i, {}) for i in ids]
 
     # ------------------------------------------------------------------ writing
     def write(
@@ -297,12 +308,15 @@ class IndexWriter:
                 vecs.append(np.asarray(vec, dtype=np.float32).reshape(-1))
         for kind, (_, vecs) in per_kind.items():
             if kind not in self.vectors:
-                self.vectors[kind] = self._new_backend(vecs[0].shape[0])
+                self.vectors[kind] = self._new_backend(kind, vecs[0].shape[0])
         for kind, be in self.vectors.items():
             be.delete(touched)
             if kind in per_kind:
                 ids, vecs = per_kind[kind]
-                be.upsert(np.asarray(ids, dtype=np.int64), np.stack(vecs))
+                attrs = (
+                    [by_iid[i].attributes for i in ids] if getattr(be, "needs_attributes", False) else None
+                )
+                be.upsert(np.asarray(ids, dtype=np.int64), np.stack(vecs), attributes=attrs)
         self.lexical.remove(touched)
         if put:
             self.lexical.add(put, [by_iid[i].full_text() for i in put])
