@@ -107,6 +107,22 @@ def index(
     ray_actors: Annotated[int | None, typer.Option(help="Encoder actors (one model each).")] = None,
     ray_cpus_per_actor: Annotated[float | None, typer.Option(help="CPUs reserved per actor.")] = None,
     ray_gpus_per_actor: Annotated[float | None, typer.Option(help="GPUs reserved per actor.")] = None,
+    backend: Annotated[
+        str | None,
+        typer.Option(
+            help="Where vectors live: faiss (embedded, default), milvus://HOST:PORT, or a Milvus Lite .db path."
+        ),
+    ] = None,
+    milvus_collection: Annotated[
+        str | None, typer.Option(help="Milvus collection name prefix (default: from the --out folder).")
+    ] = None,
+    milvus_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Milvus setting KEY=VALUE (VALUE as JSON where it parses), repeatable: index_type, "
+            "index_params, search_params, consistency_level, partition_key, timeout_s."
+        ),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Ingest a catalog into an index folder (incremental: unchanged products cost nothing)."""
@@ -152,6 +168,8 @@ def index(
         delete_missing=not keep_missing,
         index_kind=index_kind,
         encode=ray_encoder,
+        backend=backend,
+        backend_options=_milvus_options(milvus_collection, milvus_option),
     )
     typer.echo(
         f"{rep.index}: {rep.accepted}/{rep.rows} rows accepted, {rep.rejected} rejected; "
@@ -163,6 +181,21 @@ def index(
     if rep.rejected:
         typer.echo(rep.problems_summary)
         typer.echo(f"full report: {Path(rep.index) / 'ingest-report.json'}")
+
+
+def _milvus_options(collection: str | None, pairs: list[str] | None) -> dict[str, Any]:
+    from prodsearch.errors import ConfigError
+
+    out: dict[str, Any] = {"collection": collection} if collection else {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--milvus-option {pair!r}: expected KEY=VALUE")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _print_results(resp: Any, as_json: bool, match: Any = None) -> None:
