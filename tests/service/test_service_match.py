@@ -40,3 +40,42 @@ def test_filters_ignore_case_and_match_tokens_over_http(client):
     exact = search({"category": "bag"})
     assert exact and len(exact) < len(search(None))  # the filter removes something
     assert search({"category": " BAG "}) == exact == search({"field": "category", "match": "Bag"})
+
+
+def test_crop_box_searches_the_box_only(client, tiny_engine, photos):
+    from PIL import Image
+
+    from prodsearch.search.regions import crop
+
+    body = {"image": b64(photos / "p04.jpg"), "mode": "image", "k": 5, "crop": [0.25, 0.25, 0.75, 0.75]}
+    got = ids(client.post("/search", json=body))
+    want = [
+        r.id
+        for r in tiny_engine.search(
+            image=crop(Image.open(photos / "p04.jpg").convert("RGB"), body["crop"]), mode="image", k=5
+        )
+    ]
+    assert got == want
+    bad = client.post("/search", json={**body, "crop": [0.5, 0, 0.4, 1]})
+    assert bad.status_code in (400, 422) and "crop box" in bad.text
+
+
+def test_regions_auto_merges_the_regions_of_a_scene(client, tiny_engine, photos):
+    import base64
+    import io
+
+    from PIL import Image
+
+    from prodsearch.search.regions import multi_crop_search
+
+    scene = Image.new("RGB", (240, 120), (128, 128, 128))
+    scene.paste(Image.open(photos / "p01.jpg").convert("RGB").resize((100, 100)), (10, 10))
+    scene.paste(Image.open(photos / "p09.jpg").convert("RGB").resize((100, 100)), (130, 10))
+    buf = io.BytesIO()
+    scene.save(buf, "PNG")
+    body = {"image": base64.b64encode(buf.getvalue()).decode(), "regions": "auto", "k": 5}
+    resp = client.post("/search", json=body)
+    assert ids(resp) == [r.id for r in multi_crop_search(tiny_engine, scene, k=5)]
+    assert resp.json()["signals"] == ["regions"]
+    bad = client.post("/search", json={**body, "text": "red"})
+    assert bad.status_code in (400, 422) and "regions=auto" in bad.text

@@ -10,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from prodsearch.errors import QueryError
+from prodsearch.search.regions import crop, multi_crop_search
 from prodsearch.search.relevance import assess
 from prodsearch.service.bodies import parse_json, read_model
 from prodsearch.service.deps import Ctx, ServiceContext, call_engine, page_size
@@ -29,7 +31,7 @@ from prodsearch.service.views import facets_out, product_out, search_out
 
 router = APIRouter()
 ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400, 404, 413, 422, 504)}
-SEARCH_JSON_FIELDS = frozenset({"filters", "weights", "facets"})
+SEARCH_JSON_FIELDS = frozenset({"filters", "weights", "facets", "crop"})
 
 
 def body_doc(model: str, json_field: str) -> dict[str, Any]:
@@ -84,7 +86,16 @@ async def search(request: Request, ctx: Ctx) -> SearchResponseOut:
     def run() -> tuple[Any, float, Any]:
         t = time.perf_counter()
         image = check_image(image_bytes, ctx.settings, "image") if image_bytes is not None else None
+        if image is not None and req.crop is not None:
+            image = crop(image, req.crop)
         decode = time.perf_counter() - t
+        if req.regions == "auto":
+            if image is None or req.text:
+                raise QueryError("regions=auto searches a photo by its regions: send a photo and no text")
+            resp = multi_crop_search(
+                ctx.engine, image, k=k, offset=req.offset, filters=req.filters, explain=req.explain
+            )
+            return resp, decode, assess(ctx.engine, None, has_image=True)
         resp = ctx.engine.search(
             req.text,
             image,

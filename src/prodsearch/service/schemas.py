@@ -60,6 +60,17 @@ class SearchRequest(_In):
     facets: list[str] | bool | None = Field(
         None, description="Facet fields to count over the candidates (true: all)."
     )
+    crop: list[float] | None = Field(
+        None,
+        min_length=4,
+        max_length=4,
+        description="Search only this box of the photo: [x0, y0, x1, y1] as fractions of its width and height.",
+    )
+    regions: Literal["off", "auto"] = Field(
+        "off",
+        description="auto: a scene photo (a room, an outfit) is searched region by region and the results "
+        "merged, finding the products in it; photo only, no text.",
+    )
 
 
 class RecommendRequest(_In):
