@@ -236,6 +236,12 @@ def search(
     not_: Annotated[str | None, typer.Option("--not", help="Move results away from this text.")] = None,
     explain: Annotated[bool, typer.Option(help="Show why each result matched.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="JSON output.")] = False,
+    crop: Annotated[
+        str | None, typer.Option(help="Search only this box of the photo: x0,y0,x1,y1 as fractions.")
+    ] = None,
+    regions: Annotated[
+        str, typer.Option(help="off, or auto: find the products in a scene photo region by region.")
+    ] = "off",
     verbose: Verbose = False,
 ) -> None:
     """Search an index by text, by photo, or both."""
@@ -253,10 +259,23 @@ def search(
         from prodsearch.catalog.images import load_image
 
         img = load_image(image, name=f"query image {image}")
+        if crop:
+            from prodsearch.search.regions import crop as crop_image
+
+            img = crop_image(img, crop)
+    if regions not in ("off", "auto"):
+        _fail(f"--regions must be 'off' or 'auto', got {regions!r}")
+    if regions == "auto" and (img is None or text):
+        _fail("--regions auto searches a photo by its regions: give --image and no query text")
     with Engine.open(index_dir) as engine:
-        resp = engine.search(
-            text, img, k=k, offset=offset, mode=mode, filters=filters, negative=not_, explain=explain
-        )
+        if regions == "auto":
+            from prodsearch.search.regions import multi_crop_search
+
+            resp = multi_crop_search(engine, img, k=k, offset=offset, filters=filters, explain=explain)
+        else:
+            resp = engine.search(
+                text, img, k=k, offset=offset, mode=mode, filters=filters, negative=not_, explain=explain
+            )
         from prodsearch.search.relevance import assess
 
         _print_results(resp, as_json, assess(engine, text, mode=mode, has_image=img is not None))
