@@ -151,3 +151,16 @@ def test_demo_checks_the_catalog_and_the_port_before_any_work(tmp_path, capsys, 
     code, out, _ = run(capsys, "demo", "--catalog", str(catalog), "--limit", "300", "--where")
     assert code == 0 and out.strip().startswith(str(tmp_path / "cache" / "demo" / "s300-"))
     assert out.strip().endswith("index-trained")
+
+
+def test_search_crop_and_regions(cli_index, tiny_catalog, capsys):
+    photo = str(tiny_catalog.parent / "images/p05.jpg")
+    code, out, _ = run(capsys, "search", str(cli_index), "--image", photo, "--crop", "0.1,0.1,0.9,0.9",
+                       "--mode", "image", "-k", "1")  # fmt: skip
+    assert code == 0 and "p05" in out
+    code, out, _ = run(capsys, "search", str(cli_index), "--image", photo, "--regions", "auto", "--json")
+    assert code == 0 and json.loads(out)["signals"] == ["regions"]
+    code, _, err = run(capsys, "search", str(cli_index), "red", "--image", photo, "--regions", "auto")
+    assert code == 2 and "--regions auto" in err
+    code, _, err = run(capsys, "search", str(cli_index), "--image", photo, "--crop", "0.9,0,0.1,1")
+    assert code == 2 and "crop box" in err
