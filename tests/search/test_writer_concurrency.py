@@ -232,3 +232,26 @@ def test_writes_go_on_during_compaction_and_survive_reopen(tiny_index, fake_embe
         assert [r.id for r in engine.search("item", k=5, mode="lexical").results] == ["n2"]
     finally:
         engine.close()
+
+
+def test_background_compaction_starts_once_enough_writes_are_pending(tiny_index, fake_embedder, monkeypatch):
+    from prodsearch.search import writer as writer_mod
+
+    monkeypatch.setattr(writer_mod, "AUTO_COMPACT_MIN", 3)
+    rng = np.random.default_rng(5)
+    engine = Engine.open(tiny_index, embedder=fake_embedder)
+    try:
+        engine.upsert([product(1, rng)])
+        engine.upsert([product(2, rng)])
+        assert engine._writer._compactor is None  # 2 pending < 3
+        engine.upsert([product(3, rng)])
+        assert engine._writer._compactor is not None
+    finally:
+        engine.close()  # waits for the compaction
+    engine = Engine.open(tiny_index, embedder=fake_embedder)
+    try:
+        assert engine.store.oplog_size() == 0  # checkpointed by the background compaction
+        assert {"n1", "n2", "n3"} <= {p.id for p in engine.store.iter_products()}
+        assert_congruent(engine)
+    finally:
+        engine.close()
