@@ -7,6 +7,7 @@ with ``PRODSEARCH_SCREENSHOT_INDEX=INDEX`` the screenshot is taken of that (real
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -294,3 +295,32 @@ def test_phone_width_keeps_the_search_button_and_two_columns(browser, tiny_engin
         boxes = [page.locator(".card").nth(i).bounding_box() for i in range(2)]
         assert all(b["width"] >= 150 for b in boxes)  # not squeezed into a sliver
         assert boxes[0]["y"] == boxes[1]["y"]  # two columns side by side
+
+
+def test_draw_a_crop_box_and_find_each_product_of_a_scene(browser, tiny_engine, photos):
+    from prodsearch.service.app import create_app
+
+    app = create_app(tiny_engine, make_settings())
+    with ServerThread(app) as url:
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.goto(url)
+        page.select_option("#mode", "image")
+        page.set_input_files("#file", str(photos / "p04.jpg"))
+        _wait_ids(page, "ids[0] === 'p04'")
+        assert page.is_visible("#cropper")
+
+        box = page.locator("#crop-img").bounding_box()
+        page.mouse.move(box["x"] + 0.2 * box["width"], box["y"] + 0.2 * box["height"])
+        page.mouse.down()
+        page.mouse.move(box["x"] + 0.8 * box["width"], box["y"] + 0.8 * box["height"], steps=5)
+        page.mouse.up()
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('the box')")
+        query = json.loads(page.get_attribute("#results", "data-query"))
+        assert query["crop"] == pytest.approx([0.2, 0.2, 0.8, 0.8], abs=0.02)  # fractions of the photo
+        assert page.is_visible("#crop-rect") and _card_ids(page)
+
+        page.check("#scene")
+        page.wait_for_function("() => document.querySelector('#status').textContent.includes('each product')")
+        query = json.loads(page.get_attribute("#results", "data-query"))
+        assert query["regions"] == "auto" and "crop" not in query and query["text"] is None
+        assert _card_ids(page) and page.is_hidden("#crop-rect")

@@ -9,7 +9,9 @@
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 const debug = ["1", "true", "yes"].includes(params.get("debug") || "");
-const state = { text: "", photo: null, what: "", results: [], filters: {}, page: 0, match: null, info: "" };
+const state = {
+  text: "", photo: null, crop: null, what: "", results: [], filters: {}, page: 0, match: null, info: "",
+};
 const limits = {
   fetch: 96,
   perPage: Math.max(1, Number.parseInt(params.get("per_page") || "24", 10) || 24),
@@ -52,6 +54,12 @@ async function runSearch() {
     return;
   }
   const query = { text: state.text || null, k: limits.fetch, mode: $("mode").value, explain: true };
+  if (state.photo && state.crop) query.crop = state.crop;
+  if (state.photo && $("scene").checked) {
+    query.regions = "auto"; // region by region: the photo only
+    query.text = null;
+  }
+  $("results").dataset.query = JSON.stringify(query); // what was asked, for people and tests reading the page
   let options;
   if (state.photo) {
     const form = new FormData();
@@ -71,9 +79,11 @@ async function runSearch() {
 }
 
 function describeQuery() {
+  const scene = state.photo && $("scene").checked;
   const parts = [];
-  if (state.text) parts.push(`“${state.text}”`);
-  if (state.photo) parts.push("your photo");
+  if (state.text && !scene) parts.push(`“${state.text}”`);
+  if (scene) parts.push("each product in your photo");
+  else if (state.photo) parts.push(state.crop ? "the box in your photo" : "your photo");
   return parts.join(" + ");
 }
 
@@ -279,17 +289,70 @@ function setPhoto(file) {
     return;
   }
   state.photo = file || null;
+  setCrop(null, false);
   const preview = $("preview");
   if (preview.src) URL.revokeObjectURL(preview.src);
   preview.hidden = !file;
   $("clear-photo").hidden = !file;
+  $("photo-panel").hidden = !file;
   $("drop-label").textContent = file ? file.name : "Drop a photo or click to search by image";
   if (file) {
     preview.src = URL.createObjectURL(file);
+    $("crop-img").src = preview.src;
     runSearch();
   } else {
     preview.removeAttribute("src");
+    $("crop-img").removeAttribute("src");
   }
+}
+
+// The crop box: drawn by dragging on the photo, sent as fractions [x0, y0, x1, y1].
+function setCrop(box, search = true) {
+  state.crop = box;
+  const rect = $("crop-rect");
+  rect.hidden = !box;
+  $("clear-box").hidden = !box;
+  if (box) {
+    rect.style.left = `${box[0] * 100}%`;
+    rect.style.top = `${box[1] * 100}%`;
+    rect.style.width = `${(box[2] - box[0]) * 100}%`;
+    rect.style.height = `${(box[3] - box[1]) * 100}%`;
+  }
+  if (search && state.photo) runSearch();
+}
+
+function initCropper() {
+  const area = $("cropper");
+  let start = null;
+  const at = (event) => {
+    const r = $("crop-img").getBoundingClientRect();
+    const clamp = (v) => Math.min(1, Math.max(0, v));
+    return [clamp((event.clientX - r.left) / r.width), clamp((event.clientY - r.top) / r.height)];
+  };
+  const boxOf = (a, b) => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[0], b[0]), Math.max(a[1], b[1])];
+  area.addEventListener("pointerdown", (event) => {
+    event.preventDefault();
+    start = at(event);
+    area.setPointerCapture(event.pointerId);
+  });
+  area.addEventListener("pointermove", (event) => {
+    if (!start) return;
+    const box = boxOf(start, at(event));
+    const rect = $("crop-rect");
+    rect.hidden = false;
+    Object.assign(rect.style, { left: `${box[0] * 100}%`, top: `${box[1] * 100}%`,
+      width: `${(box[2] - box[0]) * 100}%`, height: `${(box[3] - box[1]) * 100}%` });
+  });
+  area.addEventListener("pointerup", (event) => {
+    if (!start) return;
+    const box = boxOf(start, at(event));
+    start = null;
+    if (box[2] - box[0] < 0.04 || box[3] - box[1] < 0.04) { setCrop(state.crop, false); return; } // a click
+    $("scene").checked = false;
+    setCrop(box.map((v) => Math.round(v * 1000) / 1000));
+  });
+  $("clear-box").addEventListener("click", () => setCrop(null));
+  $("scene").addEventListener("change", () => { if ($("scene").checked) setCrop(null, false); runSearch(); });
 }
 
 async function loadLimits() {
@@ -307,6 +370,7 @@ function init() {
   loadLimits();
   $("search-form").addEventListener("submit", (event) => { event.preventDefault(); runSearch(); });
   $("mode").addEventListener("change", () => { if ($("q").value.trim() || state.photo) runSearch(); });
+  initCropper();
   $("prev").addEventListener("click", () => goPage(-1));
   $("next").addEventListener("click", () => goPage(1));
   const drop = $("drop");
