@@ -204,3 +204,20 @@ def test_an_index_keeps_its_backend(two_indexes):
         )
     with Engine.open(emb_dir, embedder=fake_embedder()) as eng:
         assert eng.manifest.backend == "faiss" and len(eng) == 12
+
+
+def test_http_service_serves_a_milvus_index_unchanged(two_indexes):
+    from fastapi.testclient import TestClient
+
+    from prodsearch.service.app import create_app
+
+    _, emb_dir, mil_dir, _ = two_indexes
+    body = {"text": "red shoes", "k": 5, "filters": {"gender": "women"}}
+    got = {}
+    for name, folder in (("embedded", emb_dir), ("milvus", mil_dir)):
+        with TestClient(create_app(folder, embedder=fake_embedder())) as client:
+            r = client.post("/search", json=body)
+            assert r.status_code == 200, r.text
+            got[name] = [(x["id"], round(x["score"], 5)) for x in r.json()["results"]]
+            assert client.get("/healthz").status_code == 200
+    assert got["milvus"] == got["embedded"] and got["milvus"][0][0] == "p06"
