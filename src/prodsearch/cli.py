@@ -148,6 +148,7 @@ def index(
             gpus_per_actor=ray_gpus_per_actor,
         )
     column_mapping = _mapping(mapping)
+    detection = None
     if column_mapping is None:  # say which columns play which role, and which are left out
         from prodsearch.catalog.readers import suggest_mapping
 
@@ -160,7 +161,7 @@ def index(
         catalog,
         out,
         mapping=column_mapping,
-        read_options={"encoding": encoding, "image_root": images},
+        read_options={"encoding": encoding, "image_root": images, "detection": detection},
         progress=_progress(progress),
         recipe=recipe,
         strict=strict,
