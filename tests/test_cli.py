@@ -120,6 +120,10 @@ def test_mapping_command_suggests_an_editable_file_and_index_reports_detection(t
     code, stdout, err = run(capsys, "index", str(cat), "--out", str(out), "--encoding", "cp1252", *FAKE)
     assert code == 2 and "no valid products" in err and "image file not found" in err  # photos elsewhere
     assert "ignored 'width': technical column name" in err and "prodsearch mapping" in err
+    code, _, _ = run(capsys, "index", str(cat), "--out", str(out), "--encoding", "cp1252", "--images", str(photos),
+                     *FAKE)  # fmt: skip
+    report = json.loads((out / "ingest-report.json").read_text())
+    assert code == 0 and report["detection"]["ignored"] == {"width": "technical column name"}  # kept on disk
     code, stdout, _ = run(capsys, "index", str(cat), "--out", str(tmp_path / "idx2"), "--encoding", "cp1252",
                           "--mapping", str(mapping_file), "--images", str(photos), *FAKE)  # fmt: skip
     assert code == 0 and "6/6 rows accepted" in stdout, stdout

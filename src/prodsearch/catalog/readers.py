@@ -62,6 +62,7 @@ def read_catalog(
     workers: int = DEFAULT_IMAGE_WORKERS,
     image_root: str | Path | None = None,
     fetch_options: FetchOptions | None = None,
+    detection: DetectionReport | None = None,
 ) -> CatalogReadResult:
     """Read and validate a ``.csv``/``.tsv``/``.jsonl``/``.ndjson``/``.json``/``.parquet`` catalog.
 
@@ -78,6 +79,7 @@ def read_catalog(
         image_root: the folder image paths resolve in and may not leave, overriding
             ``mapping.image_root``; relative roots resolve against the current directory.
         fetch_options: timeouts, caps and retries for image URLs.
+        detection: how ``mapping`` was detected, when the caller detected it (kept in the report).
 
     Raises:
         CatalogError: unreadable file, unknown format, no id/title column, a mapping naming missing
@@ -89,7 +91,6 @@ def read_catalog(
     t0 = time.perf_counter()
     table = read_table(path, limit=limit, encoding=encoding)
     t_read = time.perf_counter() - t0
-    detection = None
     if mapping is None:
         detection = detect_table_mapping(path, table)
         mapping = detection.mapping
