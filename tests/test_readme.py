@@ -69,7 +69,7 @@ def test_readme_marks_its_tour_blocks():
 def test_after_demo_commands_run_as_written(env):
     out = run_block(tour_blocks()["after-demo"], env)
     assert '"products": 300' in out  # info on the demo's index
-    assert "Puma Women White Karmin Heeled Shoes" in out  # the photo search finds the photo's product
+    assert "Catwalk Women Golden Heels" in out  # the photo search finds the photo's product
     assert "error" not in out.lower()
 
 

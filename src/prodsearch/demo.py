@@ -41,7 +41,9 @@ def demo_root(catalog: Path, limit: int | None) -> Path:
     """The demo's cache folder for a catalog and a sample size (``None``: the whole catalog)."""
     import hashlib
 
-    key = hashlib.sha256(str(Path(catalog).resolve()).encode()).hexdigest()[:8]
+    from prodsearch.catalog.sample import SAMPLE_VERSION
+
+    key = hashlib.sha256(f"{Path(catalog).resolve()}|{SAMPLE_VERSION}".encode()).hexdigest()[:8]
     return cache_dir() / "demo" / f"{'full' if limit is None else f's{limit}'}-{key}"
 
 

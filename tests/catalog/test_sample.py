@@ -14,13 +14,23 @@ from prodsearch.catalog.sample import choose_strata_field, stratified_order, wri
 
 
 def test_stratified_order_deals_round_robin_and_prefixes_are_nested():
-    keys = ["a", "a", "a", "a", "b", "c", "c"]
+    keys = ["c", "a", "a", "a", "a", "b", "c"]
     order = stratified_order(keys, seed=0)
     assert sorted(order) == list(range(7))
-    # rounds: one of each group in sorted order, then the next one of each group still holding rows
-    assert [keys[i] for i in order] == ["a", "b", "c", "a", "c", "a", "a"]
+    # rounds: one of each group (larger groups first), then the next one of each group still holding rows
+    assert [keys[i] for i in order] == ["a", "c", "b", "a", "c", "a", "a"]
     assert stratified_order(keys, seed=0) == order and stratified_order(keys, seed=1) != order
     assert set(order[:3]) <= set(order[:5])  # nested by construction: a prefix of one order
+
+
+def test_subkeys_spread_each_group_over_its_common_subgroups_first():
+    keys = ["dress"] * 6 + ["bag"] * 2
+    colours = ["black", "black", "red", "red", "red", "pink", "red", "blue"]
+    order = stratified_order(keys, seed=0, subkeys=colours)
+    picked = [(keys[i], colours[i]) for i in order]
+    # round 1: one dress (its commonest colour, red) and one bag; round 2: the next dress colour...
+    assert picked[:4] == [("dress", "red"), ("bag", "blue"), ("dress", "black"), ("bag", "red")]
+    assert sorted(order) == list(range(8))
 
 
 def test_choose_strata_field_prefers_the_finest_category():
