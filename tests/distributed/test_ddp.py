@@ -58,6 +58,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # two spawned Python processes importing torch
 def test_two_processes_equal_one_with_the_doubled_batch(tmp_path):
     single = _train(DistInfo())
     torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)

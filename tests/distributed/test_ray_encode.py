@@ -15,15 +15,18 @@ import numpy as np
 import pytest
 
 ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'prodsearch[distributed]')")
+pytestmark = pytest.mark.slow  # a local Ray (~10 s to start) and a Ray Data job per test
 
 from ray_helpers import dying_embedder  # noqa: E402
 
 from fakes import fake_embedder  # noqa: E402
 from prodsearch.catalog import read_catalog  # noqa: E402
+from prodsearch.catalog.schema import ColumnMapping  # noqa: E402
 from prodsearch.distributed.ray_encode import RayEncodeConfig, RayEncoder  # noqa: E402
 from prodsearch.encoders.cache import FeatureCache  # noqa: E402
 from prodsearch.errors import EncoderError, EncoderMismatchError  # noqa: E402
 from prodsearch.search.builder import build_index, encode_products  # noqa: E402
+from prodsearch.search.recipe import EmbedderRecipe  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -104,35 +107,18 @@ def test_a_dead_job_is_resumed_without_redoing_written_batches(local_ray, tmp_pa
     assert (resumed.report.cached, resumed.report.computed) == (written, 24 - written)
 
 
-def test_actors_with_another_encoder_are_refused(local_ray, tmp_path, products):
+def test_actors_with_another_encoder_are_refused():
+    """Each actor checks the embedder it built against the driver's (run here, without Ray)."""
     from fakes import FakeImageEncoder, FakeTextEncoder
+    from prodsearch.distributed.ray_encode import _EncoderActor
     from prodsearch.encoders.base import Embedder
 
     def other() -> Embedder:  # same towers, but not aligned: a different spec
         return Embedder(FakeTextEncoder(), FakeImageEncoder(), aligned=False, name="fake")
 
-    enc = _encoder(tmp_path, other, actors=1, max_restarts=0)
-    with pytest.raises((EncoderError, EncoderMismatchError), match="aligned"):
-        enc(fake_embedder(), products)
-
-
-def test_build_index_on_ray_searches_like_the_local_build(local_ray, tmp_path, tiny_catalog, tiny_mapping):
-    from prodsearch.search.engine import Engine
-
-    local, remote = tmp_path / "local", tmp_path / "ray"
-    build_index(tiny_catalog, local, mapping=tiny_mapping, embedder=fake_embedder())
-    enc = _encoder(tmp_path)
-    rep = build_index(tiny_catalog, remote, mapping=tiny_mapping, embedder=fake_embedder(), encode=enc)
-    assert rep.encoded_text == 12 and rep.encoded_images == 12 and enc.report.computed == 24
-    with (
-        Engine.open(local, embedder=fake_embedder()) as a,
-        Engine.open(remote, embedder=fake_embedder()) as b,
-    ):
-        for query in ("red shirt", "black leather", "summer dress"):
-            for mode in ("text", "image", "hybrid"):
-                ha = [(h.id, round(h.score, 6)) for h in a.search(query, k=5, mode=mode).results]
-                hb = [(h.id, round(h.score, 6)) for h in b.search(query, k=5, mode=mode).results]
-                assert ha == hb, (query, mode)
+    with pytest.raises(EncoderMismatchError, match="differs in: aligned"):
+        _EncoderActor(other, fake_embedder().spec())
+    assert _EncoderActor(fake_embedder, fake_embedder().spec()).embedder.name == "fake"
 
 
 def test_cli_index_with_ray(local_ray, tmp_path, tiny_catalog, capsys, monkeypatch):
@@ -149,6 +135,22 @@ def test_cli_index_with_ray(local_ray, tmp_path, tiny_catalog, capsys, monkeypat
     assert "added 12" in stdout and "encoded 12 texts, 12 images" in stdout
     assert "ray: 24 unique items, 0 from the feature cache, 24 encoded" in stdout
     assert layout.Manifest.load(out).counts == {"products": 12, "text": 12, "image": 12}
+    # the index searches exactly like one built in this process
+    from prodsearch.search.engine import Engine
+
+    local = tmp_path / "local"
+    mapping = ColumnMapping.from_dict(layout.Manifest.load(out).mapping)
+    build_index(
+        tiny_catalog,
+        local,
+        mapping=mapping,
+        recipe=EmbedderRecipe(text_encoder="fake-text", image_encoder="fake-image"),
+    )
+    photo = tiny_catalog.parent / "images" / "p04.jpg"
+    with Engine.open(local) as a, Engine.open(out) as b:
+        for kw in ({"text": "red shirt"}, {"text": "black leather", "mode": "text"}, {"image": photo}):
+            ha = [(h.id, round(h.score, 6)) for h in a.search(k=12, **kw).results]
+            assert ha == [(h.id, round(h.score, 6)) for h in b.search(k=12, **kw).results], kw
 
 
 @pytest.mark.parametrize(
