@@ -1,5 +1,13 @@
 """EfficientNet-Lite image encoders (lite0/1/2): photo -> pooled 1280-d feature, L2-normalised.
 
+``features="rich"`` (the default) adds what the pooled top layer throws away and a product photo
+needs: average-pooled activations of three intermediate blocks (textures and parts at finer
+scales) and a colour histogram of the product's pixels (the white padding and background left
+out). ImageNet's top layer is trained to be colour-invariant, so on its own it cannot tell a navy
+shirt from a red one (issue 8: zero-shot colour .28). Each part is L2-normalised and weighted
+(:data:`RICH_WEIGHTS`), the concatenation L2-normalised again; the first 1280 dims stay the pooled
+feature, so ``features="pooled"`` is the same model with the extras dropped.
+
 Preprocessing (:class:`ImagePreprocessor`) follows the TF-Lite reference model: RGB, the whole photo
 kept (padded to a square on white, never cropped: a product cut in half is a different product),
 bicubic resize to ``S``, then ``(x - 127) / 128`` with ``x`` in 0..255, NCHW.
@@ -45,6 +53,14 @@ log = logging.getLogger(__name__)
 PIXEL_MEAN = 127.0
 PIXEL_STD = 128.0
 FEATURE_DIM = 1280
+#: Blocks of EfficientNet-Lite whose pooled activations join the rich feature (stride 8, 16, 32;
+#: 40, 112 and 320 channels in lite0..2).
+RICH_TAPS = (4, 10, 15)
+#: Colour histogram: a joint RGB histogram of ``COLOUR_BINS**3`` cells over foreground pixels.
+COLOUR_BINS = 5
+#: Weights of the parts of a rich feature (after each is L2-normalised): pooled top, taps, colour.
+RICH_WEIGHTS = {"pooled": 1.0, "tap": 0.5, "colour": 0.5}
+FEATURES = ("rich", "pooled")
 Backend = Literal["auto", "onnx", "torch"]
 
 
@@ -119,7 +135,12 @@ class ImagePreprocessor:
 
     def array(self, img: Image.Image) -> np.ndarray:
         """``(3, S, S)`` float32 numpy array."""
-        x = np.asarray(self.square(img), dtype=np.float32)
+        return self.normalize(self.square(img))
+
+    @staticmethod
+    def normalize(square: Image.Image) -> np.ndarray:
+        """The square RGB picture -> ``(3, S, S)`` float32 ``(x - 127) / 128``."""
+        x = np.asarray(square, dtype=np.float32)
         x = (x - PIXEL_MEAN) / PIXEL_STD
         return np.ascontiguousarray(x.transpose(2, 0, 1))
 
@@ -145,6 +166,34 @@ class ImagePreprocessor:
         }
 
 
+def colour_histogram(square: np.ndarray, bins: int = COLOUR_BINS) -> np.ndarray:
+    """``(S, S, 3)`` uint8 RGB -> ``(bins**3,)`` float32: square-rooted share of foreground pixels
+    per RGB cell (Hellinger embedding: dot products of two histograms compare colour mass).
+
+    Foreground = pixels that are not near-white (the padding and studio backgrounds); a photo
+    with almost no such pixel (a white product on white) falls back to all its pixels.
+    """
+    px = np.asarray(square, dtype=np.uint8).reshape(-1, 3)
+    fg = px.min(axis=1) < 235
+    if fg.sum() >= max(16, 0.02 * len(px)):
+        px = px[fg]
+    q = (px.astype(np.int32) * bins) // 256
+    h = np.bincount((q[:, 0] * bins + q[:, 1]) * bins + q[:, 2], minlength=bins**3).astype(np.float32)
+    return np.sqrt(h / max(float(h.sum()), 1.0))
+
+
+def combine_rich(raw: np.ndarray, hist: np.ndarray, tap_dims: Sequence[int]) -> np.ndarray:
+    """Network output ``(N, 1280 + sum(tap_dims))`` + histograms ``(N, H)`` -> the rich feature,
+    unit norm: each part L2-normalised and weighted by :data:`RICH_WEIGHTS`, then all of it."""
+    parts = [RICH_WEIGHTS["pooled"] * l2_normalize(raw[:, :FEATURE_DIM])]
+    start = FEATURE_DIM
+    for d in tap_dims:
+        parts.append(RICH_WEIGHTS["tap"] * l2_normalize(raw[:, start : start + d]))
+        start += d
+    parts.append(RICH_WEIGHTS["colour"] * l2_normalize(np.asarray(hist, dtype=np.float32)))
+    return l2_normalize(np.concatenate(parts, axis=1))
+
+
 def preprocess_batch(images: Sequence[Image.Image], image_size: int = 224) -> torch.Tensor:
     """PIL images -> ``(N, 3, S, S)`` float32 torch tensor (see :class:`ImagePreprocessor`)."""
     import torch
@@ -159,12 +208,14 @@ def _backbone_class():
     class EfficientNetFeatures(nn.Module):
         """``(N, 3, S, S)`` preprocessed pixels -> ``(N, 1280)`` global-average-pooled features (not normalised)."""
 
-        def __init__(self, net: nn.Module, image_size: int, variant: str):
+        def __init__(self, net: nn.Module, image_size: int, variant: str, taps: Sequence[int] = ()):
             super().__init__()
             self.net = net
             self.image_size = image_size
             self.variant = variant
-            self.dim = FEATURE_DIM
+            self.taps = tuple(int(t) for t in taps)
+            self.tap_dims = [int(net._blocks[t]._project_conv.out_channels) for t in self.taps]
+            self.dim = FEATURE_DIM + sum(self.tap_dims)
 
         def forward(self, pixels: torch.Tensor) -> torch.Tensor:
             if not torch.jit.is_tracing() and tuple(pixels.shape[-3:]) != (
@@ -176,7 +227,18 @@ def _backbone_class():
                     f"input of shape {tuple(pixels.shape)} doesn't match the model: expected "
                     f"(N, 3, {self.image_size}, {self.image_size})"
                 )
-            return self.net.extract_features(pixels).mean(dim=(2, 3))
+            if not self.taps:
+                return self.net.extract_features(pixels).mean(dim=(2, 3))
+            net = self.net
+            x = net._swish(net._bn0(net._conv_stem(pixels)))
+            tapped = []
+            for idx, block in enumerate(net._blocks):
+                rate = net._global_params.drop_connect_rate
+                x = block(x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
+                if idx in self.taps:
+                    tapped.append(x.mean(dim=(2, 3)))
+            x = net._swish(net._bn1(net._conv_head(x)))
+            return torch.cat([x.mean(dim=(2, 3)), *tapped], dim=1)
 
     return EfficientNetFeatures
 
@@ -195,9 +257,15 @@ def weights_path(variant: str = "lite0") -> str:
 
 
 def build_backbone(
-    variant: str = "lite0", image_size: int | None = None, *, pretrained: bool = True
+    variant: str = "lite0",
+    image_size: int | None = None,
+    *,
+    pretrained: bool = True,
+    taps: Sequence[int] = (),
 ) -> torch.nn.Module:
-    """EfficientNet-Lite feature extractor ``(N, 3, S, S) -> (N, 1280)`` (pooled, unnormalised), eval mode.
+    """EfficientNet-Lite feature extractor ``(N, 3, S, S) -> (N, 1280 + taps)`` (pooled, unnormalised), eval mode.
+
+    ``taps``: block indices whose average-pooled activations are appended (see :data:`RICH_TAPS`).
 
     ``image_size`` defaults to the variant's native size (224/240/260); the 'same' padding is
     static, so inputs must be exactly ``S x S``. ``pretrained=False`` gives random weights (tests).
@@ -215,21 +283,23 @@ def build_backbone(
         state = torch.load(path, map_location="cpu", weights_only=True)
         net.load_state_dict(state, strict=True)
     net._fc = torch.nn.Identity()  # classifier unused: keeps it out of the trainable groups
-    return _backbone_class()(net, size, v.model_name).eval()
+    return _backbone_class()(net, size, v.model_name, taps).eval()
 
 
 class EfficientNetLiteEncoder(Encoder):
-    """Photos (PIL images, paths or bytes) -> ``(N, 1280)`` float32 unit vectors.
+    """Photos (PIL images, paths or bytes) -> ``(N, dim)`` float32 unit vectors (``dim`` = 1280 for
+    ``features="pooled"``, 1280 + 472 + 125 = 1877 for lite0's ``"rich"``).
 
     ``backend``: ``"onnx"`` (onnxruntime), ``"torch"``, or ``"auto"`` (onnx when installed).
     ``workers``: threads decoding and (onnx) running batches in parallel (default: one per core).
     ``num_threads``: intra-op threads per onnxruntime run (default 1; see :meth:`_batches_onnx`).
+    ``features``: "rich" (default: pooled top + three pooled blocks + colour histogram) or "pooled";
+    a given ``backbone`` without taps means "pooled".
     ``cache``: a :class:`~prodsearch.encoders.cache.FeatureCache` for :meth:`encode_paths`,
     ``None`` for the default one under ``cache_dir()/features``, ``False`` for none.
     """
 
     modality = "image"
-    dim = FEATURE_DIM
 
     def __init__(
         self,
@@ -241,13 +311,26 @@ class EfficientNetLiteEncoder(Encoder):
         workers: int | None = None,
         backbone: Any = None,
         cache: FeatureCache | bool | None = None,
+        features: str | None = None,
     ):
         from prodsearch.encoders.onnx_runtime import onnxruntime_available
 
         v = _variant(variant)
         if backend not in ("auto", "onnx", "torch"):
             raise EncoderError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
-        self.backbone = backbone if backbone is not None else build_backbone(variant, image_size)
+        if features is None:  # a given backbone without taps is a plain pooled feature extractor
+            features = "pooled" if backbone is not None and not getattr(backbone, "taps", ()) else "rich"
+        if features not in FEATURES:
+            raise EncoderError(f"features must be one of {FEATURES}, got {features!r}")
+        self.features = features
+        taps = RICH_TAPS if features == "rich" else ()
+        self.backbone = backbone if backbone is not None else build_backbone(variant, image_size, taps=taps)
+        self.tap_dims = list(getattr(self.backbone, "tap_dims", []))
+        if features == "rich" and not self.tap_dims:
+            raise EncoderError(
+                "features='rich' needs a backbone built with taps (build_backbone(taps=RICH_TAPS))"
+            )
+        self.dim = FEATURE_DIM + sum(self.tap_dims) + (COLOUR_BINS**3 if features == "rich" else 0)
         self.backbone.eval()
         if backbone is None:
             import torch
@@ -286,6 +369,16 @@ class EfficientNetLiteEncoder(Encoder):
             "pooling": "avg",
             "dim": self.dim,
             "normalize": True,
+            **(
+                {
+                    "features": "rich",
+                    "taps": list(RICH_TAPS),
+                    "colour_bins": COLOUR_BINS,
+                    "weights": RICH_WEIGHTS,
+                }
+                if self.features == "rich"
+                else {}
+            ),
         }
 
     # -- inference ----------------------------------------------------------------------------
@@ -317,12 +410,26 @@ class EfficientNetLiteEncoder(Encoder):
         example = torch.zeros(2, 3, self.image_size, self.image_size)
         return load_or_export(self.backbone, example, self.spec_hash(), num_threads=self.num_threads or 1)
 
-    def _prepare(self, item: Any) -> np.ndarray:
+    def _prepare(self, item: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """``(pixels (3, S, S), colour histogram or None)`` of one photo."""
         img = item if isinstance(item, Image.Image) else load_image(item)
-        return self.preprocessor.array(img)
+        square = self.preprocessor.square(img)
+        hist = colour_histogram(np.asarray(square)) if self.features == "rich" else None
+        return self.preprocessor.normalize(square), hist
 
-    def _prepare_batch(self, items: Sequence[Any]) -> np.ndarray:
-        return np.stack([self._prepare(x) for x in items])
+    def _prepare_batch(self, items: Sequence[Any]) -> tuple[np.ndarray, np.ndarray | None]:
+        prepared = [self._prepare(x) for x in items]
+        pixels = np.stack([p for p, _ in prepared])
+        hists = np.stack([h for _, h in prepared]) if self.features == "rich" else None
+        return pixels, hists
+
+    def _run_batch(self, items: Sequence[Any]) -> np.ndarray:
+        """Decode + forward one batch -> ``(n, dim)`` features (not yet normalised for "pooled")."""
+        pixels, hists = self._prepare_batch(items)
+        raw = self._forward(pixels)
+        if self.features == "rich":
+            return combine_rich(raw, hists, self.tap_dims)
+        return raw
 
     def _batches_onnx(self, batches: list[Sequence[Any]]) -> Iterator[np.ndarray]:
         """Data-parallel: each worker decodes a batch and runs it through a single-threaded session.
@@ -332,7 +439,7 @@ class EfficientNetLiteEncoder(Encoder):
         with inference for free. Results come back in order.
         """
         with ThreadPoolExecutor(self.workers, thread_name_prefix="prodsearch-img") as pool:
-            yield from pool.map(lambda b: self._forward(self._prepare_batch(b)), batches)
+            yield from pool.map(self._run_batch, batches)
 
     def _batches_torch(self, batches: list[Sequence[Any]]) -> Iterator[np.ndarray]:
         """Torch uses its own intra-op threads; decoding runs in a pool two batches ahead."""
@@ -344,14 +451,15 @@ class EfficientNetLiteEncoder(Encoder):
                 if nxt is not None:
                     pending.append(pool.submit(self._prepare_batch, nxt))
             while pending:
-                pixels = pending.pop(0).result()
+                pixels, hists = pending.pop(0).result()
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending.append(pool.submit(self._prepare_batch, nxt))
-                yield self._forward(pixels)
+                raw = self._forward(pixels)
+                yield combine_rich(raw, hists, self.tap_dims) if self.features == "rich" else raw
 
     def encode(self, items: Sequence[Any], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
-        """``items``: PIL images, file paths or bytes -> ``(N, 1280)`` float32, unit norm."""
+        """``items``: PIL images, file paths or bytes -> ``(N, dim)`` float32, unit norm."""
         items = list(items)
         if not items:
             return np.zeros((0, self.dim), np.float32)
@@ -408,5 +516,5 @@ for _v, _info in VARIANTS.items():
     register_encoder(
         _info.model_name,
         "image",
-        f"EfficientNet-Lite{_v[-1]} ImageNet features (1280-d), native {_info.native_size}px; kwargs: image_size, backend",
+        f"EfficientNet-Lite{_v[-1]} ImageNet features + colour (rich, default) or pooled 1280-d; native {_info.native_size}px; kwargs: image_size, features, backend",
     )(_factory(_v))
