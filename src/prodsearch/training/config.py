@@ -48,7 +48,17 @@ class TrainConfig:
         "image tower: efficientnet-lite0/lite1/lite2, or a registered image encoder name",
     )
     image_size: int | None = _f(
-        None, "image input size in pixels (tower default when omitted)", min=16, max=1024
+        None,
+        "image input size in pixels; omitted: near the catalog photos' native size (1.5x their median "
+        "longer side, rounded up to 32, within 128..the tower's own size), so small photos are not "
+        "upscaled to 224 px for nothing",
+        min=32,
+        max=1024,
+    )
+    image_features: str = _f(
+        "rich",
+        "frozen image features: rich (pooled top + 3 intermediate blocks + colour histogram) or pooled",
+        choices=("rich", "pooled"),
     )
     embed_dim: int = _f(256, "dimension of the shared embedding space", min=2, max=4096)
     head: str = _f("mlp", "projection head kind", choices=("linear", "mlp"))
@@ -68,6 +78,26 @@ class TrainConfig:
     lora_alpha: float = _f(16.0, "LoRA alpha", min=0.0)
     lora_dropout: float = _f(0.05, "LoRA dropout", min=0.0, max=0.9)
     # --- loss ---
+    loss: str = _f(
+        "contrastive+attribute",
+        "training objective: '+'-joined terms of contrastive (multi-positive InfoNCE), siglip (pairwise "
+        "sigmoid), attribute (cross-entropy on the catalog's categorical attribute columns) and "
+        "matching (pair-matching head BCE); see training/losses.py",
+    )
+    attribute_weight: float = _f(0.5, "weight of the attribute cross-entropy term", min=0.0)
+    attribute_max_classes: int = _f(
+        50, "attribute columns with more distinct values than this are not classified", min=2
+    )
+    attribute_min_count: int = _f(
+        5, "attribute values seen on fewer training products than this are not a class", min=1
+    )
+    graded_positives: float = _f(
+        0.0,
+        "GCL-style graded targets: share of each row's contrastive target spread over in-batch "
+        "products sharing all its attribute values (0 = only same title / photo)",
+        min=0.0,
+        max=0.9,
+    )
     matching_weight: float = _f(
         0.0, "weight of the (text, image) matching-head BCE loss; 0 disables it", min=0.0
     )
@@ -172,6 +202,12 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         problems.append(
             f"val_fraction + test_fraction = {cfg.val_fraction + cfg.test_fraction} (expected < 0.9)"
         )
+    from prodsearch.training.losses import parse_loss
+
+    try:
+        parse_loss(cfg.loss)
+    except ConfigError as err:
+        problems.append(str(err))
     if cfg.val_fraction <= 0 and cfg.patience > 0:
         problems.append("patience > 0 needs val_fraction > 0 (early stopping reads the validation metric)")
     if problems:

@@ -39,6 +39,7 @@ class PairSet:
     image_hashes: list[str]
     title_group: list[int] = field(default_factory=list)
     image_group: list[int] = field(default_factory=list)
+    attributes: list[dict[str, str]] = field(default_factory=list)  # categorical columns only
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -52,6 +53,7 @@ class PairSet:
             image_hashes=[self.image_hashes[i] for i in idx],
             title_group=[self.title_group[i] for i in idx],
             image_group=[self.image_group[i] for i in idx],
+            attributes=[self.attributes[i] for i in idx] if self.attributes else [],
         )
 
 
@@ -133,6 +135,9 @@ def build_pairs(
         ps.image_hashes.append(h)
         ps.title_group.append(title_ids.setdefault(normalize_title(p.title), len(title_ids)))
         ps.image_group.append(image_ids.setdefault(h, len(image_ids)))
+        ps.attributes.append(
+            {k: str(v).strip() for k, v in p.attributes.items() if k in columns and str(v).strip()}
+        )
     log.info(
         "built %d pairs (%d distinct titles, %d distinct photos)", len(ps), len(title_ids), len(image_ids)
     )
@@ -205,3 +210,55 @@ def sample_text_indices(
         k = len(pairs.texts[i])
         out.append(0 if k == 1 or rng.random() < title_prob else rng.randint(1, k - 1))
     return out
+
+
+@dataclass
+class AttributeLabels:
+    """Class names per classified column and ``labels[column][item]`` (``-1``: unknown or rare)."""
+
+    classes: dict[str, list[str]]
+    labels: dict[str, list[int]]
+    skipped: dict[str, str]  # column -> why it is not classified
+
+
+def attribute_labels(
+    pairs: PairSet, train: Sequence[int], *, max_classes: int = 50, min_count: int = 5
+) -> AttributeLabels:
+    """Classes of each categorical column, learned from the ``train`` items only.
+
+    A value is a class when at least ``min_count`` training products carry it; a column is
+    classified when it then has 2..``max_classes`` classes (free text and identifiers have far more,
+    a constant column has one). Values are compared case- and space-insensitively.
+    """
+    counts: dict[str, dict[str, int]] = {}
+    for i in train:
+        for col, v in pairs.attributes[i].items() if pairs.attributes else ():
+            key = " ".join(v.lower().split())
+            counts.setdefault(col, {})
+            counts[col][key] = counts[col].get(key, 0) + 1
+    classes: dict[str, list[str]] = {}
+    skipped: dict[str, str] = {}
+    for col, c in counts.items():
+        kept = sorted(v for v, n in c.items() if n >= min_count)
+        if len(kept) < 2:
+            skipped[col] = f"{len(kept)} value(s) on >= {min_count} training products"
+        elif len(kept) > max_classes:
+            skipped[col] = f"{len(kept)} values > attribute_max_classes={max_classes}"
+        else:
+            classes[col] = kept
+    labels: dict[str, list[int]] = {}
+    for col, names in classes.items():
+        index = {v: k for k, v in enumerate(names)}
+        labels[col] = [
+            index.get(" ".join(pairs.attributes[i].get(col, "").lower().split()), -1)
+            for i in range(len(pairs))
+        ]
+    return AttributeLabels(classes, labels, skipped)
+
+
+def same_attributes(labels: dict[str, list[int]], idx: Sequence[int]) -> list[list[bool]] | None:
+    """``(B, B)`` nested lists: items i and j carry the same known class in every classified column."""
+    if not labels:
+        return None
+    rows = [[labels[c][i] for c in labels] for i in idx]
+    return [[a == b and min(a) >= 0 for b in rows] for a in rows]

@@ -55,6 +55,13 @@ class HeadedEncoder(_TrainedEncoder):
     def __init__(self, base: Encoder, model: JointModel, run_id: str):
         super().__init__(base.modality, model, run_id, base.spec())
         self.base = base
+        self.base_spec = base.spec()
+
+    def project(self, base_feats: np.ndarray) -> np.ndarray:
+        """The head alone: ``(N, base_dim)`` features of :attr:`base` -> ``(N, embed_dim)``."""
+        if len(base_feats) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        return self._project(base_feats)
 
     def encode(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if len(items) == 0:
@@ -188,6 +195,19 @@ def load_trained_embedder(
             model.image_tower, preprocess, model, run_id, {"tower": cfg.image_tower, "freeze": cfg.freeze}
         )
     return Embedder(text, image, aligned=True, name=f"trained:{run_id}")
+
+
+def load_index_embedder(run_dir: str | Path, factory: TowerFactory | None = None) -> Embedder:
+    """What an index built with a run uses: the run's untuned base encoders (its text tower's
+    encoder, its image tower's encoder at the run's size and features) for the "text" and "image"
+    vectors, and the trained model as the ``joint`` space ("joint" vectors). Training thus adds a
+    signal whose fusion weight is calibrated, and never replaces vectors that worked (issue 8)."""
+    factory = factory or TowerFactory()
+    joint = load_trained_embedder(run_dir, factory)
+    _, cfg, _ = load_trained_model(run_dir, factory)
+    text = getattr(joint.text, "base", None) or factory.text_encoder(cfg)
+    image = getattr(joint.image, "base", None) or factory.image_encoder(cfg)
+    return Embedder(text, image, aligned=False, joint=joint, name=f"{text.name}+{image.name}+{joint.name}")
 
 
 def run_summary(run_dir: str | Path) -> dict[str, Any]:

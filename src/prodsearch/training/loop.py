@@ -1,4 +1,5 @@
-"""The training loop: batches of (text, image) pairs, contrastive (+ matching) loss, AdamW, warm-up + cosine.
+"""The training loop: batches of (text, image) pairs, the configured loss terms (contrastive or SigLIP,
++ attribute cross-entropy, + matching), AdamW, warm-up + cosine.
 
 Each side of a batch comes either from cached frozen-tower features (fast path) or from a live
 tower (texts through the text tower, augmented photos through the image tower). The loop reads
@@ -24,8 +25,22 @@ from torch import nn
 from prodsearch.training.augment import ColourSafeAugment
 from prodsearch.training.checkpoint import save_checkpoint
 from prodsearch.training.config import TrainConfig
-from prodsearch.training.data import PairSet, normalize_title, sample_text_indices
-from prodsearch.training.losses import MatchingLoss, MultiPositiveInfoNCE, positive_mask
+from prodsearch.training.data import (
+    AttributeLabels,
+    PairSet,
+    normalize_title,
+    same_attributes,
+    sample_text_indices,
+)
+from prodsearch.training.losses import (
+    AttributeCE,
+    MatchingLoss,
+    MultiPositiveInfoNCE,
+    SigLIPLoss,
+    graded_targets,
+    parse_loss,
+    positive_mask,
+)
 from prodsearch.training.model import JointModel, count_trainable
 from prodsearch.training.retrieval import retrieval_metrics
 
@@ -48,6 +63,7 @@ class TrainData:
     text_offsets: list[int] = field(default_factory=list)
     image_feats: torch.Tensor | None = None
     preprocess: Callable[[Any], torch.Tensor] | None = None
+    attributes: AttributeLabels | None = None
 
 
 def param_groups(model: JointModel, cfg: TrainConfig, extra: list[nn.Module] = ()) -> list[dict[str, Any]]:
@@ -108,10 +124,27 @@ class Trainer:
         self.model, self.cfg, self.data, self.out = model, cfg, data, Path(out)
         self.device = resolve_device(cfg)
         self.model.to(self.device)
+        terms = set(parse_loss(cfg.loss))
         self.contrastive = MultiPositiveInfoNCE()
+        self.siglip = SigLIPLoss().to(self.device) if "siglip" in terms else None
         head = getattr(model, "matching_head", None)
-        self.matching = MatchingLoss(head) if head is not None and cfg.matching_weight > 0 else None
-        extra = [head] if head is not None else []
+        self.matching = MatchingLoss(head) if head is not None else None
+        attrs = data.attributes
+        self.attribute = (
+            AttributeCE(model.embed_dim, attrs.classes).to(self.device)
+            if "attribute" in terms and attrs is not None and attrs.classes and cfg.attribute_weight > 0
+            else None
+        )
+        if "attribute" in terms and self.attribute is None:
+            log.warning(
+                "loss term 'attribute' skipped: no categorical attribute column to classify (%s)",
+                "; ".join(f"{c}: {why}" for c, why in (attrs.skipped.items() if attrs else ()))
+                or "none mapped",
+            )
+        self._attr_labels = (
+            {c: torch.as_tensor(v) for c, v in attrs.labels.items()} if self.attribute is not None else {}
+        )
+        extra = [m for m in (head, self.siglip, self.attribute) if m is not None]
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg, extra), betas=(0.9, 0.98), eps=1e-6)
         n_train = len(data.split["train"])
         self.steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size / cfg.grad_accum))
@@ -181,12 +214,28 @@ class Trainer:
         )
         mask = (mask | (same_text[:, None] == same_text[None, :])).to(self.device)
         t, im = t.float(), im.float()
-        loss = self.contrastive(t, im, self.model.scale(), mask)
-        parts = {"contrastive": loss.item()}
+        if self.siglip is not None:
+            loss = self.siglip(t, im, self.model.scale(), mask)
+            parts = {"siglip": loss.item()}
+        else:
+            target: torch.Tensor = mask
+            if self.cfg.graded_positives > 0 and self.data.attributes is not None:
+                same = same_attributes(self.data.attributes.labels, idx)
+                if same is not None:
+                    target = graded_targets(
+                        mask, torch.as_tensor(same, device=self.device), self.cfg.graded_positives
+                    )
+            loss = self.contrastive(t, im, self.model.scale(), target)
+            parts = {"contrastive": loss.item()}
+        if self.attribute is not None:
+            rows = torch.as_tensor(idx)
+            a = self.attribute(t, im, {c: v[rows].to(self.device) for c, v in self._attr_labels.items()})
+            parts["attribute"] = a.item()
+            loss = loss + self.cfg.attribute_weight * a
         if self.matching is not None:
             m = self.matching(t, im, mask)
             parts["matching"] = m.item()
-            loss = loss + self.cfg.matching_weight * m
+            loss = loss + (self.cfg.matching_weight or 1.0) * m
         return loss, parts
 
     # ---------------------------------------------------------------- epoch
@@ -226,9 +275,19 @@ class Trainer:
 
     # ---------------------------------------------------------------- evaluation
     @torch.no_grad()
+    def _gallery(self) -> torch.Tensor:
+        """Image embeddings of every product of the catalog (all splits): the evaluation gallery."""
+        n = len(self.data.pairs)
+        bs = max(self.cfg.batch_size, 64)
+        return torch.cat([self._image_side(list(range(s, min(n, s + bs))), None) for s in range(0, n, bs)])
+
+    @torch.no_grad()
     def evaluate(self, split: str = "val", max_queries: int | None = None) -> dict[str, float]:
-        """Text -> image retrieval inside ``split``: queries = distinct titles, docs = the split's photos,
-        relevant = same normalised title; plus the in-batch contrastive loss on title/photo pairs."""
+        """Text -> image retrieval, the leaderboard protocol of ``prodsearch evaluate``: queries = the
+        split's distinct titles, gallery = the photos of EVERY product of the catalog (train, val and
+        test: what search ranks against), relevant = every product with the same normalised title;
+        plus the in-batch contrastive loss on the split's title/photo pairs. ``{split}_gallery`` says
+        the gallery size."""
         idx = self.data.split[split]
         if len(idx) < 2:
             return {}
@@ -238,8 +297,9 @@ class Trainer:
         t = torch.cat(
             [self._text_side(idx[s : s + bs], [0] * len(idx[s : s + bs])) for s in range(0, len(idx), bs)]
         )
-        im = torch.cat([self._image_side(idx[s : s + bs], None) for s in range(0, len(idx), bs)])
-        t, im = t.float(), im.float()
+        gallery = self._gallery().float()
+        im = gallery[torch.as_tensor(idx)]
+        t = t.float()
         losses = []
         for s in range(0, len(idx), self.cfg.batch_size):
             sl = idx[s : s + self.cfg.batch_size]
@@ -265,8 +325,10 @@ class Trainer:
                 seen.add(k)
                 q_rows.append(row)
         q_rows = q_rows[: max_queries or self.cfg.val_max_queries]
-        m = retrieval_metrics(t[q_rows], im, [keys[r] for r in q_rows], keys)
+        m = retrieval_metrics(t[q_rows], gallery, [keys[r] for r in q_rows], p.title_group)
         out = {f"{split}_{k}": v for k, v in m.items()}
+        out[f"{split}_gallery"] = len(gallery)
+        out[f"{split}_queries"] = len(q_rows)
         if losses:
             out[f"{split}_loss"] = sum(losses) / len(losses)
         return out
@@ -276,6 +338,12 @@ class Trainer:
         model_state = self.model.head_state_dict() if self._towers_frozen() else self.model.state_dict()
         return {
             "model": model_state,
+            "losses": {
+                name: m.state_dict()
+                for name, m in (("siglip", self.siglip), ("attribute", self.attribute))
+                if m is not None
+            },
+            "attribute_classes": self.attribute.classes if self.attribute is not None else {},
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict(),
             "config": self.cfg.to_dict(),
@@ -292,6 +360,10 @@ class Trainer:
 
     def load_state(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"], strict=not self._towers_frozen())
+        for name, sd in state.get("losses", {}).items():
+            module = getattr(self, name, None)
+            if module is not None:
+                module.load_state_dict(sd)
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
         self.step, self.epoch = int(state["step"]), int(state["epoch"])

@@ -7,9 +7,11 @@ Run folder contents: ``config.json`` (resolved config), ``split.json`` (product 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
+import math
 import shutil
 import time
 from collections.abc import Sequence
@@ -24,11 +26,11 @@ from prodsearch.errors import ConfigError
 from prodsearch.paths import atomic_write_text
 from prodsearch.training.checkpoint import load_checkpoint, save_checkpoint
 from prodsearch.training.config import TrainConfig, from_dict, load_config, validate
-from prodsearch.training.data import PairSet, build_pairs, split_pairs
+from prodsearch.training.data import PairSet, attribute_labels, build_pairs, split_pairs
 from prodsearch.training.features import encode_cached
 from prodsearch.training.loop import TrainData, Trainer
 from prodsearch.training.lora import apply_lora
-from prodsearch.training.losses import MatchingHead
+from prodsearch.training.losses import MatchingHead, parse_loss
 from prodsearch.training.model import JointModel
 from prodsearch.training.towers import TowerFactory
 
@@ -101,9 +103,32 @@ def build_model(
         text_tower=text_tower,
         image_tower=image_tower,
     )
-    if cfg.matching_weight > 0:
+    if cfg.matching_weight > 0 or "matching" in parse_loss(cfg.loss):
         model.matching_head = MatchingHead(cfg.embed_dim)
     return model, preprocess
+
+
+#: Native input sizes of the image towers that can pick a size (the EfficientNet-Lite family).
+TOWER_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
+
+
+def native_image_size(photo_side: int | None, tower_size: int) -> int:
+    """1.5x the photos' median longer side rounded up to a multiple of 32, within [128, tower_size]:
+    small catalog photos (60x80) run at 128 px instead of being upscaled to 224 (3x fewer pixels,
+    issue 8), large ones at the tower's own size."""
+    if not photo_side:
+        return tower_size
+    return int(min(tower_size, max(128, math.ceil(1.5 * photo_side / 32) * 32)))
+
+
+def resolve_image_size(cfg: TrainConfig, pairs: PairSet, factory: TowerFactory) -> TrainConfig:
+    """Fix ``image_size`` (stored in the run's config) when the config leaves it to the catalog."""
+    if cfg.image_size is not None or cfg.image_tower not in TOWER_SIZES:
+        return cfg
+    side = factory.photo_size(pairs.image_paths) if hasattr(factory, "photo_size") else None
+    size = native_image_size(side, TOWER_SIZES[cfg.image_tower])
+    log.info("image_size: %d px (photos' median longer side %s px)", size, side)
+    return dataclasses.replace(cfg, image_size=size)
 
 
 def catalog_fingerprint(pairs: PairSet) -> str:
@@ -181,6 +206,14 @@ def prepare_data(
     """Cached features for the frozen sides. Returns (data, text_dim, image_dim) of the cached sides."""
     live_text, live_image = live_sides(cfg)
     data = TrainData(pairs=pairs, split=split)
+    data.attributes = attribute_labels(
+        pairs, split["train"], max_classes=cfg.attribute_max_classes, min_count=cfg.attribute_min_count
+    )
+    if data.attributes.skipped:
+        log.info(
+            "attribute columns not classified: %s",
+            "; ".join(f"{c} ({why})" for c, why in data.attributes.skipped.items()),
+        )
     text_dim = image_dim = None
     if not live_text:
         enc = factory.text_encoder(cfg)
@@ -242,6 +275,8 @@ def train(
         stored = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
         if stored.get("catalog_fingerprint") not in (None, fingerprint):
             raise ConfigError(f"--resume: the catalog differs from the one run {str(out)!r} was trained on")
+    if not resume:
+        cfg = resolve_image_size(cfg, pairs, factory)
     data, text_dim, image_dim = prepare_data(pairs, split, cfg, factory, progress)
     model, data.preprocess = build_model(cfg, factory, text_dim, image_dim)
     trainer = Trainer(model, cfg, data, out, progress=progress)

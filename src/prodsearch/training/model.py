@@ -109,17 +109,52 @@ class TextTower(nn.Module):
         _lock(self.model, unlocked_groups)
 
 
+def colour_histogram_torch(pixels: torch.Tensor, bins: int, white: int = 235) -> torch.Tensor:
+    """``(N, 3, S, S)`` normalised pixels ``(x - 127) / 128`` -> ``(N, bins**3)``: the batched twin of
+    :func:`prodsearch.encoders.image.colour_histogram` (same foreground rule, same cells)."""
+    x = (pixels.detach().float() * 128 + 127).round().clamp(0, 255).flatten(2).transpose(1, 2)  # (N, P, 3)
+    fg = x.min(dim=2).values < white
+    enough = fg.sum(1, keepdim=True) >= torch.clamp(0.02 * torch.tensor(float(x.shape[1])), min=16)
+    w = torch.where(enough, fg.float(), torch.ones_like(fg, dtype=torch.float32))
+    q = torch.div(x.long() * bins, 256, rounding_mode="floor")
+    cell = (q[..., 0] * bins + q[..., 1]) * bins + q[..., 2]
+    h = torch.zeros(x.shape[0], bins**3, device=x.device).scatter_add_(1, cell, w)
+    return torch.sqrt(h / h.sum(1, keepdim=True).clamp(min=1.0))
+
+
 class ImageTower(nn.Module):
-    """A backbone ``(N, 3, S, S) -> (N, F)`` (pooled features), L2-normalised. Locked BatchNorms stay in eval mode."""
+    """A backbone ``(N, 3, S, S) -> (N, F)`` (pooled features), L2-normalised. Locked BatchNorms stay in eval mode.
+
+    A backbone with ``taps`` (the rich features of the EfficientNet encoder) gets the same
+    combination as the frozen encoder: pooled top, pooled taps and the colour histogram, each
+    normalised and weighted; so heads trained on cached features apply to the tower and back.
+    """
 
     def __init__(self, backbone: nn.Module, dim: int):
         super().__init__()
         self.backbone = backbone
+        self.tap_dims = list(getattr(backbone, "tap_dims", []) or [])
+        if self.tap_dims:
+            from prodsearch.encoders.image import COLOUR_BINS
+
+            dim = 1280 + sum(self.tap_dims) + COLOUR_BINS**3
         self.dim = dim
         self._frozen_norms: list[nn.Module] = []
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        return F.normalize(self.backbone(pixels).float(), dim=-1)
+        raw = self.backbone(pixels).float()
+        if not self.tap_dims:
+            return F.normalize(raw, dim=-1)
+        from prodsearch.encoders.image import COLOUR_BINS, FEATURE_DIM, RICH_WEIGHTS
+
+        parts = [RICH_WEIGHTS["pooled"] * F.normalize(raw[:, :FEATURE_DIM], dim=-1)]
+        start = FEATURE_DIM
+        for d in self.tap_dims:
+            parts.append(RICH_WEIGHTS["tap"] * F.normalize(raw[:, start : start + d], dim=-1))
+            start += d
+        hist = colour_histogram_torch(pixels, COLOUR_BINS)
+        parts.append(RICH_WEIGHTS["colour"] * F.normalize(hist, dim=-1))
+        return F.normalize(torch.cat(parts, dim=1), dim=-1)
 
     def groups(self) -> list[list[nn.Parameter]]:
         return layer_groups(self.backbone)

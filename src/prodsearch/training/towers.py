@@ -40,6 +40,8 @@ class TowerFactory:
     def image_encoder(self, cfg: TrainConfig) -> Encoder:
         name = cfg.image_tower
         kwargs: dict[str, Any] = {"image_size": cfg.image_size} if cfg.image_size else {}
+        if name in EFFICIENTNET:
+            kwargs["features"] = cfg.image_features
         return _registered(name, "image", **kwargs)
 
     def text_tower(self, cfg: TrainConfig) -> TextTower:
@@ -57,13 +59,28 @@ class TowerFactory:
             raise EncoderError(
                 f"image tower {cfg.image_tower!r} cannot be fine-tuned; expected one of {sorted(EFFICIENTNET)}"
             )
-        from prodsearch.encoders.image import ImagePreprocessor, build_backbone
+        from prodsearch.encoders.image import RICH_TAPS, ImagePreprocessor, build_backbone
 
-        backbone = build_backbone(variant=EFFICIENTNET[cfg.image_tower], image_size=cfg.image_size)
+        taps = RICH_TAPS if cfg.image_features == "rich" else ()
+        backbone = build_backbone(variant=EFFICIENTNET[cfg.image_tower], image_size=cfg.image_size, taps=taps)
         size = int(cfg.image_size or getattr(backbone, "image_size", None) or 224)
         pre = ImagePreprocessor(size)
         dim = int(getattr(backbone, "dim", getattr(backbone, "out_dim", 1280)))
         return ImageTower(backbone, dim), pre, size
+
+    def photo_size(self, paths: list[str], sample: int = 200) -> int | None:
+        """Median longer side (px) of up to ``sample`` photos (headers only), ``None`` if none opens."""
+        from PIL import Image
+
+        step = max(1, len(paths) // sample)
+        sides = []
+        for p in paths[::step][:sample]:
+            try:
+                with Image.open(p) as im:
+                    sides.append(max(im.size))
+            except Exception:  # noqa: BLE001 - a photo that fails here failed validation's checks too
+                continue
+        return int(sorted(sides)[len(sides) // 2]) if sides else None
 
 
 def _registered(name: str, modality: str, **kwargs: Any) -> Encoder:
