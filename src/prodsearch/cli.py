@@ -123,6 +123,13 @@ def index(
             "index_params, search_params, consistency_level, partition_key, timeout_s."
         ),
     ] = None,
+    calibrate: Annotated[
+        bool,
+        typer.Option(
+            help="Fit the fusion weights of each query kind on held-out catalog queries after a change "
+            "(search/calibration.py); skipped for catalogs too small to give 20 validation queries."
+        ),
+    ] = True,
     verbose: Verbose = False,
 ) -> None:
     """Ingest a catalog into an index folder (incremental: unchanged products cost nothing)."""
@@ -179,6 +186,8 @@ def index(
     )
     if ray_encoder is not None:
         typer.echo(ray_encoder.report.summary())
+    if calibrate:
+        _calibrate(Path(rep.index), only_if_stale=not rep.did_work)
     if rep.rejected:
         typer.echo(rep.problems_summary)
         typer.echo(f"full report: {Path(rep.index) / 'ingest-report.json'}")
@@ -304,6 +313,50 @@ def info(index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar
 
     with Engine.open(index_dir) as engine:
         typer.echo(json.dumps(engine.info(), indent=2, ensure_ascii=False))
+
+
+def _calibrate(index_dir: Path, only_if_stale: bool = False) -> None:
+    """Calibrate an index's fusion and print the comparison (and a warning when a trained model lost)."""
+    from prodsearch.search.calibration import calibrate as fit
+    from prodsearch.search.calibration import format_comparison, verdict
+    from prodsearch.search.engine import Engine
+
+    with Engine.open(index_dir) as engine:
+        if only_if_stale and engine.calibration:
+            return
+        cal = fit(engine)
+    if cal is None:
+        typer.echo("fusion: not calibrated (too few products for held-out queries); using RRF")
+        return
+    typer.echo(format_comparison(cal))
+    for line in verdict(cal):
+        typer.echo(f"WARNING: {line}", err=True)
+
+
+@app.command("calibrate")
+def calibrate_cmd(
+    index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")],
+    verbose: Verbose = False,
+) -> None:
+    """Fit the index's fusion weights per query kind on held-out queries drawn from its catalog, and
+    compare RRF, min-max and calibrated fusion (and the untuned signals alone) on test queries."""
+    _setup_logging(verbose)
+    _calibrate(index_dir)
+
+
+@app.command()
+def compact(
+    index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")],
+    verbose: Verbose = False,
+) -> None:
+    """Merge pending writes into the main vector and BM25 indexes and checkpoint the write log."""
+    from prodsearch.search.engine import Engine
+
+    _setup_logging(verbose)
+    with Engine.open(index_dir) as engine:
+        pending = engine._writer.pending
+        seq = engine.compact()
+    typer.echo(f"{index_dir}: compacted {pending} pending write(s); the saved index includes log entry {seq}")
 
 
 @app.command("mapping")

@@ -135,15 +135,28 @@ class Embedder:
     """
 
     def __init__(
-        self, text: Encoder, image: Encoder | None, *, aligned: bool = False, name: str | None = None
+        self,
+        text: Encoder,
+        image: Encoder | None,
+        *,
+        aligned: bool = False,
+        name: str | None = None,
+        joint: Embedder | None = None,
     ):
         if aligned and image is not None and text.dim != image.dim:
             raise EncoderError(
                 f"aligned encoders must share a dim, got text {text.dim} and image {image.dim}"
             )
+        if joint is not None and not joint.aligned:
+            raise EncoderError(
+                f"the joint embedder {joint.name!r} must be aligned (text and photos in one space)"
+            )
         self.text = text
         self.image = image
         self.aligned = aligned
+        #: a trained model beside the untuned encoders: its aligned space is one more signal
+        #: ("joint": product photos projected into it), never a replacement of the untuned vectors
+        self.joint = joint
         self.name = name or f"{text.name}+{image.name if image else 'none'}"
 
     def encode_text(self, texts: Sequence[str], **kw: Any) -> np.ndarray:
@@ -155,18 +168,33 @@ class Embedder:
         return self.image.encode(list(images), **kw)
 
     def spec(self) -> dict[str, Any]:
-        return {
+        out = {
             "name": self.name,
             "aligned": self.aligned,
             "text": self.text.spec(),
             "image": self.image.spec() if self.image is not None else None,
         }
+        if self.joint is not None:
+            out["joint"] = self.joint.spec()
+        return out
+
+    def joint_from_base(self, modality: str, base_feats: np.ndarray) -> np.ndarray | None:
+        """The joint vectors of inputs whose untuned features are ``base_feats``, without encoding
+        them again, when the joint side is a head over that same untuned encoder; else ``None``."""
+        if self.joint is None:
+            return None
+        enc = self.joint.text if modality == "text" else self.joint.image
+        base = self.text if modality == "text" else self.image
+        project = getattr(enc, "project", None)
+        if project is None or base is None or getattr(enc, "base_spec", None) != base.spec():
+            return None
+        return project(base_feats)
 
     def check_compatible(self, stored: dict[str, Any], where: str = "index") -> None:
         """Raise :class:`EncoderMismatchError` if ``stored`` (an index's spec) differs from ours."""
         mine = self.spec()
         if json.dumps(mine, sort_keys=True) != json.dumps(stored, sort_keys=True):
-            diffs = [k for k in ("name", "aligned", "text", "image") if mine.get(k) != stored.get(k)]
+            diffs = [k for k in ("name", "aligned", "text", "image", "joint") if mine.get(k) != stored.get(k)]
             raise EncoderMismatchError(
                 f"{where} was built with encoder {stored.get('name')!r} but {mine.get('name')!r} was given "
                 f"(differs in: {', '.join(diffs)}); rebuild the index or open it with its own encoder"

@@ -19,7 +19,7 @@ from prodsearch.errors import QueryError
 from prodsearch.index.types import Hits
 
 NORMALIZATIONS = ("minmax", "zscore", None)
-METHODS = ("rrf", "weighted")
+METHODS = ("rrf", "weighted", "calibrated")
 
 
 class Fused(NamedTuple):
@@ -98,6 +98,51 @@ def weighted_sum(
     return _finish(total, contributions)
 
 
+def signal_values(signal: str, scores: np.ndarray) -> np.ndarray:
+    """The value a signal's score contributes before calibration: cosine similarities as they are
+    (their scale means the same for every query); BM25 divided by the list's best score, because
+    raw BM25 grows with the query's length and rarity and is not comparable across queries."""
+    s = np.asarray(scores, dtype=np.float64)
+    if signal == "lexical" and s.size:
+        top = s.max()
+        return s / top if top > 0 else np.zeros_like(s)
+    return s
+
+
+def calibrated(
+    rankings: Mapping[str, Hits],
+    weights: Mapping[str, float] | None,
+    stats: Mapping[str, tuple[float, float]],
+) -> Fused:
+    """Calibrated score fusion: ``score(d) = sum_s w_s * (v_s(d) - mean_s) / std_s``.
+
+    ``v_s`` is :func:`signal_values`; ``stats[s] = (mean_s, std_s)`` were measured once over the
+    candidate lists of calibration queries (search/calibration.py), so a signal that is confidently
+    high or weak for this query keeps that meaning, unlike per-list min-max, where every list's best
+    hit scores 1 however poor it is (the failure that let a weak signal drag a strong one down). An
+    iid missing from a signal's list gets that list's lowest value (an upper bound on its own).
+    """
+    w = _weights(rankings, weights)
+    lists = {s: (np.asarray(rankings[s].iids), signal_values(s, rankings[s].scores)) for s in w}
+    floor = {}
+    for s, (_, v) in lists.items():
+        mu, sd = stats.get(s, (0.0, 1.0))
+        floor[s] = ((v.min() if v.size else mu) - mu) / (sd or 1.0)
+    total: dict[int, float] = {}
+    contributions: dict[int, dict[str, float]] = {}
+    for s, (iids, vals) in lists.items():
+        mu, sd = stats.get(s, (0.0, 1.0))
+        z = (vals - mu) / (sd or 1.0)
+        for iid, v in zip(iids.tolist(), z.tolist(), strict=True):
+            contributions.setdefault(iid, {})[s] = w[s] * v
+    for iid, parts in contributions.items():
+        for s in w:
+            if s not in parts:
+                parts[s] = w[s] * floor[s]
+        total[iid] = sum(parts.values())
+    return _finish(total, contributions)
+
+
 def fuse(
     method: str,
     rankings: Mapping[str, Hits],
@@ -105,10 +150,14 @@ def fuse(
     *,
     k: float = 60,
     normalize: str | None = "minmax",
+    stats: Mapping[str, tuple[float, float]] | None = None,
 ) -> Fused:
-    """Dispatch: ``method`` "rrf" (uses ``k``) or "weighted" (uses ``normalize``)."""
+    """Dispatch: ``method`` "rrf" (uses ``k``), "weighted" (uses ``normalize``) or "calibrated"
+    (uses ``stats``)."""
     if method == "rrf":
         return rrf(rankings, weights, k=k)
     if method == "weighted":
         return weighted_sum(rankings, weights, normalize=normalize)
+    if method == "calibrated":
+        return calibrated(rankings, weights, stats or {})
     raise QueryError(f"unknown fusion method {method!r}; expected one of {METHODS}")

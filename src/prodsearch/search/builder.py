@@ -69,6 +69,11 @@ def encode_products(
             hashes = [products[i].image_hash for i in pos]
             vecs = _encode_images(embedder, items, hashes, batch_size=batch_size, progress=progress)
             out["image"] = (pos, vecs)
+            if embedder.joint is not None:  # a trained model's space: photos projected into it
+                joint = embedder.joint_from_base("image", vecs)
+                if joint is None:
+                    joint = embedder.joint.encode_images(items, batch_size=batch_size, progress=progress)
+                out["joint"] = (pos, joint)
     return out
 
 
@@ -160,7 +165,17 @@ def build_index(
         embedder=embedder.spec(),
         mapping=result.mapping.to_dict(),
         source=str(Path(catalog).resolve()),
-        settings={"recipe": recipe.to_dict(), "index_kind": index_kind, "backend_params": backend_params},
+        settings={
+            "recipe": recipe.to_dict(),
+            "index_kind": index_kind,
+            "backend_params": backend_params,
+            # kept until `prodsearch index` / `calibrate` fits it again (search/calibration.py)
+            **(
+                {"fusion": old_manifest.settings["fusion"]}
+                if old_manifest and "fusion" in old_manifest.settings
+                else {}
+            ),
+        },
         model_run=recipe.model,
         backend=backend_name,
         updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -57,7 +57,7 @@ def anchored_rankings(
         rankings["lexical"] = engine.lexical.search(text, len(anchors), allowed=anchors)
         timings["lexical"] = time.perf_counter() - t
     t = time.perf_counter()
-    for kind in ("text", "image"):
+    for kind in ("text", "image", "joint"):
         if kind in want and kind in qvecs:
             rankings[kind] = engine.vectors[kind].search(qvecs[kind][None], len(anchors), allowed=anchors)[0]
     timings["anchor_ann"] = time.perf_counter() - t

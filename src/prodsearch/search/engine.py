@@ -32,9 +32,20 @@ from prodsearch.search.writer import reading
 log = logging.getLogger(__name__)
 
 MODES = ("hybrid", "lexical", "text", "image")
-FUSIONS = ("rrf", "weighted")
-#: Default per-signal weights; chosen with the evaluation harness (docs/benchmarks.md).
-DEFAULT_WEIGHTS = {"lexical": 1.0, "text": 1.0, "image": 1.0}
+FUSIONS = ("rrf", "weighted", "calibrated")
+#: Default per-signal weights (RRF, or fusion="weighted"); an index with a fusion calibration
+#: (manifest settings "fusion", search/calibration.py) uses its calibrated weights instead.
+DEFAULT_WEIGHTS = {"lexical": 1.0, "text": 1.0, "image": 1.0, "joint": 1.0}
+#: Vector kinds a mode's signals search: "image" = product photos, untuned and in a trained space.
+MODE_SIGNALS = {
+    "hybrid": ("lexical", "text", "image", "joint"),
+    "lexical": ("lexical",),
+    "text": ("text",),
+    "image": ("image", "joint"),
+}
+#: Untuned photo similarity at or above this is the same photo (re-encoded, resized): that product
+#: is put first in every mode, whatever the fusion says (a shopper's photo of the product itself).
+SAME_PHOTO = 0.985
 #: How many candidates each signal contributes before fusion (at least k + offset).
 CANDIDATES = 200
 
@@ -204,6 +215,10 @@ class Engine:
         timings["encode"] = time.perf_counter() - t
 
         out: dict[str, np.ndarray] = {}
+        if emb.joint is not None and "joint" in self.vectors:
+            out["joint"] = self._joint_query(
+                q_text, q_img, text, image, negative, image_weight, negative_weight
+            )
         if self.aligned:
             parts = [
                 (v, w) for v, w in ((q_text, 1.0 - image_weight), (q_img, image_weight)) if v is not None
@@ -224,6 +239,53 @@ class Engine:
                 out["image"] = q_img
         return out
 
+    def _joint_query(
+        self,
+        q_text: np.ndarray | None,
+        q_img: np.ndarray | None,
+        text: str | None,
+        image: Any,
+        negative: str | None,
+        image_weight: float,
+        negative_weight: float,
+    ) -> np.ndarray:
+        """The query in the trained model's space, from the untuned query features when the model is
+        a head over the same encoders (no second forward pass), else through its own towers."""
+        emb = self.embedder
+        joint = emb.joint
+
+        def side(modality: str, base: np.ndarray | None, raw: Any) -> np.ndarray | None:
+            if raw is None or (modality == "text" and not raw):
+                return None
+            v = emb.joint_from_base(modality, base[None]) if base is not None else None
+            if v is None:
+                v = joint.encode_text([raw]) if modality == "text" else joint.encode_images([raw])
+            return v[0]
+
+        jt, ji = side("text", q_text, text), side("image", q_img, image)
+        parts = [(v, w) for v, w in ((jt, 1.0 - image_weight), (ji, image_weight)) if v is not None]
+        q = parts[0][0] if len(parts) == 1 else sum(w * v for v, w in parts)
+        if negative:
+            q = q - negative_weight * joint.encode_text([negative])[0]
+        return l2_normalize(np.asarray(q, np.float32)[None])[0]
+
+    @property
+    def cross_modal(self) -> bool:
+        """Text queries reach product photos (an aligned embedder, or a trained model's joint vectors)."""
+        return self.aligned or "joint" in self.vectors
+
+    @property
+    def calibration(self) -> dict[str, Any] | None:
+        """The index's fusion calibration (search/calibration.py), if it has one."""
+        return self.manifest.settings.get("fusion") or None
+
+    def fusion_weights(self, query_kind: str) -> dict[str, float]:
+        """Signal weights for a query kind ("text", "image", "text+image"): calibrated, else defaults."""
+        cal = self.calibration
+        if cal and query_kind in cal.get("weights", {}):
+            return {**{s: 0.0 for s in DEFAULT_WEIGHTS}, **cal["weights"][query_kind]}
+        return dict(DEFAULT_WEIGHTS)
+
     @reading
     def search(
         self,
@@ -235,7 +297,7 @@ class Engine:
         filters: Any = None,
         mode: str = "hybrid",
         weights: dict[str, float] | None = None,
-        fusion: str = "rrf",
+        fusion: str | None = None,
         image_weight: float = 0.5,
         negative: str | None = None,
         negative_weight: float = 1.0,
@@ -246,7 +308,12 @@ class Engine:
         """Search by ``text``, ``image`` (PIL image, path or bytes) or both.
 
         ``mode``: "hybrid" fuses every signal the query reaches; "lexical", "text" or "image" uses one.
-        ``weights``: per-signal fusion weights (default :data:`DEFAULT_WEIGHTS`).
+        ``fusion``: "calibrated" (the default when the index has a calibration: per-signal weights
+        and score scales fitted on held-out queries, :mod:`prodsearch.search.calibration`), "rrf"
+        (the default otherwise) or "weighted" (min-max normalised weighted sum).
+        ``weights``: per-signal fusion weights (default: the calibrated ones for this query kind, else
+        :data:`DEFAULT_WEIGHTS`). An image query whose photo is in the catalog (untuned similarity
+        >= :data:`SAME_PHOTO`) returns that product first in every mode.
         ``filters``: a filter object (see :func:`prodsearch.index.filters.parse_filter`).
         ``image_weight``: for text+image queries in an aligned space, the image's share of the query vector.
         ``negative``: text whose meaning results should move away from (e.g. "leather"); its unit
@@ -259,13 +326,20 @@ class Engine:
             raise QueryError("empty query: give a text, an image, or both")
         if mode not in MODES:
             raise QueryError(f"unknown mode {mode!r}; expected one of {MODES}")
+        if fusion is None:
+            fusion = "calibrated" if self.calibration else "rrf"
         if fusion not in FUSIONS:
             raise QueryError(f"unknown fusion {fusion!r}; expected one of {FUSIONS}")
+        if fusion == "calibrated" and not self.calibration:
+            raise QueryError("fusion 'calibrated' needs a calibrated index (prodsearch calibrate INDEX)")
         if k < 1 or offset < 0:
             raise QueryError(f"k must be >= 1 and offset >= 0, got k={k}, offset={offset}")
         if not 0.0 <= image_weight <= 1.0:
             raise QueryError(f"image_weight must be in [0, 1], got {image_weight}")
-        w = dict(DEFAULT_WEIGHTS)
+        query_kind = (
+            "text+image" if (text and image is not None) else ("image" if image is not None else "text")
+        )
+        w = self.fusion_weights(query_kind) if fusion == "calibrated" else dict(DEFAULT_WEIGHTS)
         if weights:
             bad = set(weights) - set(DEFAULT_WEIGHTS)
             if bad:
@@ -279,9 +353,47 @@ class Engine:
         timings["filter"] = time.perf_counter() - t
 
         depth = max(CANDIDATES, k + offset)
+        rankings, qvecs, pinned = self._retrieve(
+            text,
+            image,
+            MODE_SIGNALS[mode],
+            depth,
+            filters,
+            allowed,
+            timings,
+            negative=negative,
+            image_weight=image_weight,
+            negative_weight=negative_weight,
+            anchor=anchor,
+        )
+        if not rankings:
+            raise QueryError(
+                f"mode {mode!r} cannot serve this query (signals reachable: {sorted(qvecs) or ['lexical'] if text else sorted(qvecs)}"
+                f"; text->image needs an aligned model such as a `prodsearch train` run)"
+            )
+        return self._finish(
+            rankings, w, fusion, k, offset, text, timings, mode, explain, facets, qvecs, pinned=pinned
+        )
+
+    def _retrieve(
+        self,
+        text: str | None,
+        image: Any,
+        want: tuple[str, ...],
+        depth: int,
+        filters: Any,
+        allowed: np.ndarray | None,
+        timings: dict[str, float],
+        *,
+        negative: str | None = None,
+        image_weight: float = 0.5,
+        negative_weight: float = 1.0,
+        anchor: bool = True,
+    ) -> tuple[dict[str, Any], dict[str, np.ndarray], list[int]]:
+        """Every signal in ``want`` that the query reaches, ranked to ``depth`` before fusion:
+        ``(rankings {signal: Hits}, query vectors {kind: (D,)}, pinned same-photo iids)``."""
         rankings: dict[str, Any] = {}
-        want = {"hybrid": ("lexical", "text", "image")}.get(mode, (mode,))
-        needs_vectors = any(s in want for s in ("text", "image"))
+        needs_vectors = any(s in want for s in ("text", "image", "joint")) or image is not None
         qvecs = (
             self._encode_query(text, image, negative, image_weight, negative_weight, timings)
             if needs_vectors
@@ -297,18 +409,38 @@ class Engine:
             rankings["lexical"] = self.lexical.search(text, depth, allowed=allowed)
             timings["lexical"] = time.perf_counter() - t
         t = time.perf_counter()
-        for kind in ("text", "image"):
+        for kind in ("text", "image", "joint"):
             if kind in want and kind in qvecs:
                 rankings[kind] = self.vectors[kind].search(
                     qvecs[kind][None], depth, filter=self._parse_filter(filters), allowed=allowed
                 )[0]
         timings["ann"] = time.perf_counter() - t
-        if not rankings:
-            raise QueryError(
-                f"mode {mode!r} cannot serve this query (signals reachable: {sorted(qvecs) or ['lexical'] if text else sorted(qvecs)}"
-                f"; text->image needs an aligned model such as a `prodsearch train` run)"
-            )
-        return self._finish(rankings, w, fusion, k, offset, text, timings, mode, explain, facets, qvecs)
+        pinned = self._same_photo(qvecs, rankings, filters, allowed) if image is not None else []
+        return rankings, qvecs, pinned
+
+    @reading
+    def signal_rankings(
+        self, text: str | None = None, image: Any = None, *, depth: int = CANDIDATES
+    ) -> dict[str, Any]:
+        """Each signal's own ranking of a hybrid query, before fusion (calibration, evaluation)."""
+        rankings, _, _ = self._retrieve(
+            text, image, MODE_SIGNALS["hybrid"], depth, None, None, {}, anchor=False
+        )
+        return rankings
+
+    def _same_photo(
+        self, qvecs: dict[str, np.ndarray], rankings: dict[str, Any], filters: Any, allowed: Any
+    ) -> list[int]:
+        """iids whose untuned photo vector is (nearly) the query photo's, best first."""
+        hits = rankings.get("image")
+        if hits is None and "image" in qvecs and "image" in self.vectors:
+            hits = self.vectors["image"].search(
+                qvecs["image"][None], 5, filter=self._parse_filter(filters), allowed=allowed
+            )[0]
+        if hits is None:
+            return []
+        scores = np.asarray(hits.scores)
+        return [int(i) for i in np.asarray(hits.iids)[scores >= SAME_PHOTO]]
 
     def _finish(
         self,
@@ -324,11 +456,16 @@ class Engine:
         facets: Sequence[str] | bool | None,
         qvecs: dict[str, np.ndarray],
         exclude: Sequence[int] = (),
+        pinned: Sequence[int] = (),
     ) -> SearchResponse:
-        from prodsearch.index.fusion import rrf, weighted_sum
+        from prodsearch.index.fusion import fuse
 
         t = time.perf_counter()
         active = {s: h for s, h in rankings.items() if weights.get(s, 1.0) > 0}
+        if not active and rankings:
+            # the calibration gave every signal of this mode weight 0 (e.g. the trained space alone
+            # for a text query): a mode the user asked for still ranks by its own signals, equally
+            active, weights = dict(rankings), {s: 1.0 for s in rankings}
         if not active:
             raise QueryError("every signal this query reaches has weight 0")
         if len(active) == 1:
@@ -336,9 +473,22 @@ class Engine:
             fused_iids, fused_scores = np.asarray(hits.iids), np.asarray(hits.scores, dtype=np.float32)
             contrib = {int(i): {sig: float(s)} for i, s in zip(fused_iids, fused_scores, strict=False)}
         else:
-            fn = rrf if fusion == "rrf" else weighted_sum
-            fused, contrib = fn(active, {s: weights[s] for s in active})
+            cal = self.calibration or {}
+            fused, contrib = fuse(
+                fusion,
+                active,
+                {s: weights[s] for s in active},
+                stats={s: tuple(v) for s, v in cal.get("stats", {}).items()},
+            )
             fused_iids, fused_scores = np.asarray(fused.iids), np.asarray(fused.scores, dtype=np.float32)
+        if len(pinned):
+            pin = np.asarray([i for i in pinned if i not in set(exclude)], dtype=np.int64)
+            rest = ~np.isin(fused_iids, pin)
+            top = fused_scores.max() if len(fused_scores) else 0.0
+            fused_iids = np.concatenate([pin, fused_iids[rest]])
+            fused_scores = np.concatenate([np.full(len(pin), top, np.float32), fused_scores[rest]])
+            for i in pin.tolist():
+                contrib.setdefault(int(i), {})["same_photo"] = 1.0
         if len(exclude):
             keep = ~np.isin(fused_iids, np.asarray(exclude))
             fused_iids, fused_scores = fused_iids[keep], fused_scores[keep]

@@ -30,7 +30,8 @@ STORE = "products.sqlite"
 VECTORS = "vectors"
 LEXICAL = "lexical"
 REPORT = "ingest-report.json"
-VECTOR_KINDS = ("text", "image")
+#: "joint": product photos in a trained model's shared space (indexes built with ``--model RUN``).
+VECTOR_KINDS = ("text", "image", "joint")
 
 
 @dataclass

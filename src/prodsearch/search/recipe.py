@@ -46,9 +46,9 @@ class EmbedderRecipe:
                 raise EncoderError(
                     f"--model {self.model!r}: not a training run folder nor a clip:/hf-clip: checkpoint"
                 )
-            from prodsearch.training.embedder import load_trained_embedder
+            from prodsearch.training.embedder import load_index_embedder
 
-            return load_trained_embedder(run)
+            return load_index_embedder(run)
         text = create_encoder(self.text_encoder)
         image = create_encoder(self.image_encoder, **self.image_options) if self.image_encoder else None
         return Embedder(text, image, aligned=False)

@@ -1,0 +1,411 @@
+"""Fusion calibration: per query kind, how much each signal of an index counts (issue 8).
+
+Equal-weight fusion lets a weak signal drag a strong one down (an 800-product index: hybrid
+attribute nDCG@10 .576 against dense text alone .681), and a freshly trained model may help text
+queries and hurt photo queries, or the reverse. So the weights are measured, not assumed:
+
+1. **Queries with known answers, from the catalog itself**, drawn from the *validation* split of the
+   training package's group-level split (a trained model's own split when the index has one, so
+   its training products never calibrate it): attribute queries ("{colour} {type}", graded 2/1, the
+   evaluation's ``attributes`` protocol) for text, augmented product photos (the ``image2product``
+   protocol: crop, flip, downscale, JPEG -> the same product) for photos.
+2. Each query's per-signal candidate lists come from the engine itself
+   (:meth:`Engine.signal_rankings`: what search fuses). Per signal, the mean and standard deviation
+   of its values over all candidates are the score scale of calibrated fusion
+   (:func:`prodsearch.index.fusion.calibrated`).
+3. A grid search over weights per signal (:data:`GRID`, every combination) keeps, per query kind,
+   the combination with the best mean metric (nDCG@10 for text, MRR for photos); ties go to the
+   combination nearest equal weights. A signal that does not help a query kind ends with weight 0.
+4. **The comparison**: the same is measured on *test*-split queries for the untuned signals alone
+   (RRF as the index did before, and calibrated) and for all signals (RRF, min-max weighted sum,
+   calibrated), so a trained model that makes search worse is seen and said, with its margin.
+
+The result is stored in the index manifest (``settings["fusion"]``) and, for a trained model,
+in its run folder (``calibration.json``). Text+photo queries use, per signal, the larger of the
+text and photo weights (the photo anchors them, search/compose.py).
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from prodsearch.catalog.schema import Product
+from prodsearch.evaluation import metrics as M
+from prodsearch.index.fusion import calibrated, fuse, signal_values
+
+log = logging.getLogger(__name__)
+
+#: Relative weights tried per signal (every combination; all-zero excluded).
+GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
+#: Candidates per signal and query (the engine's fusion depth).
+DEPTH = 200
+#: Fewer calibration queries than this and the index keeps its defaults (too noisy to fit).
+MIN_QUERIES = 20
+#: Signals an untuned index has; "joint" is a trained model's.
+UNTUNED = ("lexical", "text", "image")
+FORMAT = 1
+
+
+@dataclass
+class Judged:
+    """One query kind's calibration data: per query the candidate iids (C,), their raw values per
+    signal (S, C) (NaN where the signal did not return the candidate), their grades (C,), and the
+    query's ideal DCG@10 (from its grades over the whole catalog)."""
+
+    metric: str  # "ndcg@10" or "mrr"
+    signals: list[str]
+    candidates: list[np.ndarray]
+    values: list[np.ndarray]
+    grades: list[np.ndarray]
+    ideal: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.candidates)
+
+
+# ----------------------------------------------------------------------------- pure scoring
+def z_matrix(judged: Judged, stats: Mapping[str, tuple[float, float]]) -> np.ndarray:
+    """``(Q, C_max, S)`` standardised values; a candidate a signal missed gets that signal's lowest
+    value in the query (as :func:`~prodsearch.index.fusion.calibrated` does); padding rows -inf."""
+    q, s = len(judged), len(judged.signals)
+    cmax = max((len(c) for c in judged.candidates), default=0)
+    z = np.full((q, cmax, s), -np.inf)
+    for i, vals in enumerate(judged.values):
+        n = vals.shape[1]
+        for j, sig in enumerate(judged.signals):
+            mu, sd = stats.get(sig, (0.0, 1.0))
+            row = vals[j]
+            seen = ~np.isnan(row)
+            floor = row[seen].min() if seen.any() else mu
+            z[i, :n, j] = (np.where(seen, row, floor) - mu) / (sd or 1.0)
+    return z
+
+
+def metric_of(order_grades: np.ndarray, ideal: np.ndarray, metric: str) -> np.ndarray:
+    """Per query: ``order_grades`` (Q, K) grades in ranked order -> nDCG@10 or MRR (grade > 0 relevant)."""
+    if metric == "mrr":
+        rel = order_grades > 0
+        first = np.where(rel.any(1), rel.argmax(1), -1)
+        return np.where(first >= 0, 1.0 / (first + 1), 0.0)
+    dcg = M.dcg_at_k(order_grades.astype(np.float64), 10)  # linear gains, as `prodsearch evaluate`
+    return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1), 0.0)
+
+
+def ideal_dcg(dense_grades: np.ndarray) -> float:
+    """DCG@10 of the best possible ranking of a query whose grades over the catalog are given."""
+    top = np.sort(np.asarray(dense_grades, dtype=np.float64))[::-1][:10]
+    return float(M.dcg_at_k(top[None], 10)[0])
+
+
+def _grade_matrix(judged: Judged) -> np.ndarray:
+    cmax = max((len(c) for c in judged.candidates), default=0)
+    g = np.zeros((len(judged), cmax), dtype=np.int8)
+    for i, gr in enumerate(judged.grades):
+        g[i, : len(gr)] = gr
+    return g
+
+
+def score_weights(z: np.ndarray, grades: np.ndarray, ideal: np.ndarray, w: np.ndarray, metric: str) -> float:
+    """Mean metric of calibrated fusion with weights ``w`` (S,) over all queries (vectorised)."""
+    fused = np.where(np.isinf(z[..., 0]), -np.inf, (np.where(np.isinf(z), 0.0, z) * w).sum(-1))
+    k = min(fused.shape[1], 10 if metric != "mrr" else DEPTH)
+    # stable order: higher score first, then the candidate's position (lists are in iid order)
+    order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
+    return float(metric_of(np.take_along_axis(grades, order, 1), ideal, metric).mean())
+
+
+def best_weights(
+    judged: Judged, stats: Mapping[str, tuple[float, float]], grid: Sequence[float] = GRID
+) -> tuple[dict[str, float], float]:
+    """The grid combination with the best mean metric (ties: nearest to equal weights)."""
+    z, grades = z_matrix(judged, stats), _grade_matrix(judged)
+    best: tuple[float, float, tuple[float, ...]] | None = None
+    for combo in itertools.product(grid, repeat=len(judged.signals)):
+        w = np.asarray(combo, dtype=np.float64)
+        if w.max() <= 0 or (w.max() < max(grid)):  # scale-free: keep each direction once
+            continue
+        m = score_weights(z, grades, judged.ideal, w, judged.metric)
+        spread = float(np.abs(w / w.max() - 1.0).sum())
+        key = (m, -spread, combo)
+        if best is None or key[:2] > best[:2]:
+            best = key
+    assert best is not None
+    w = {s: float(v) / max(grid) for s, v in zip(judged.signals, best[2], strict=True)}
+    return w, best[0]
+
+
+def fused_metric(judged: Judged, method: str, weights: Mapping[str, float], stats: Mapping) -> float:
+    """Mean metric of ``fuse(method, ...)`` over the queries: the reference (non-vectorised) path,
+    used for RRF / min-max baselines and to check :func:`score_weights`."""
+    from prodsearch.index.types import Hits
+
+    vals = []
+    for cand, v, gr, ideal in zip(judged.candidates, judged.values, judged.grades, judged.ideal, strict=True):
+        grade_of = dict(zip(cand.tolist(), gr.tolist(), strict=True))
+        lists = {}
+        for j, sig in enumerate(judged.signals):
+            if weights.get(sig, 0) <= 0:
+                continue
+            seen = ~np.isnan(v[j])
+            ids, raw = cand[seen], v[j][seen]
+            order = np.lexsort((ids, -raw))
+            lists[sig] = Hits(ids[order], _raw_scores(sig, raw[order]))
+        if not lists:
+            vals.append(0.0)
+            continue
+        fused = fuse(method, lists, dict(weights), stats=stats).hits
+        top = np.asarray(
+            [grade_of[i] for i in fused.iids.tolist()[: (10 if judged.metric != "mrr" else DEPTH)]]
+        )
+        vals.append(float(metric_of(top[None], np.asarray([ideal]), judged.metric)[0]) if len(top) else 0.0)
+    return float(np.mean(vals)) if vals else 0.0
+
+
+def _raw_scores(signal: str, values: np.ndarray) -> np.ndarray:
+    # values were stored through signal_values (lexical / list max); fusion re-applies it, which is
+    # idempotent for a list whose best value is 1
+    return values
+
+
+def signal_stats(judged: Sequence[Judged]) -> dict[str, tuple[float, float]]:
+    """Mean and standard deviation of each signal's values over every candidate of every query."""
+    pooled: dict[str, list[np.ndarray]] = {}
+    for jd in judged:
+        for v in jd.values:
+            for j, sig in enumerate(jd.signals):
+                row = v[j][~np.isnan(v[j])]
+                if row.size:
+                    pooled.setdefault(sig, []).append(row)
+    out = {}
+    for sig, rows in pooled.items():
+        allv = np.concatenate(rows)
+        out[sig] = (float(allv.mean()), float(allv.std() or 1.0))
+    return out
+
+
+# ----------------------------------------------------------------------------- queries
+def _positions(products: Sequence[Product], params: Any, which: str) -> np.ndarray:
+    from prodsearch.errors import CatalogError
+    from prodsearch.training.data import build_pairs, split_pairs
+
+    try:
+        pairs = build_pairs(list(products), n_variants=1, min_pairs=1)
+    except CatalogError:
+        return np.zeros(0, dtype=np.int64)
+    split = split_pairs(pairs, params.val_fraction, params.test_fraction, params.seed)
+    ids = {pairs.ids[i] for i in split[which]}
+    return np.asarray([i for i, p in enumerate(products) if p.id in ids], dtype=np.int64)
+
+
+def judge(
+    engine: Any,
+    products: list[Product],
+    positions: np.ndarray,
+    *,
+    max_queries: int = 300,
+    seed: int = 0,
+    signals: Sequence[str] | None = None,
+) -> dict[str, Judged]:
+    """Attribute (text) and augmented-photo (image) queries from ``positions`` of ``products``,
+    with every signal's candidates from ``engine``. Query kinds that cannot be built are left out."""
+    from prodsearch.evaluation.corpus import Corpus
+    from prodsearch.evaluation.fields import resolve_fields
+    from prodsearch.evaluation.protocols import ProtocolSkipped, attribute_queries, image_queries
+
+    corpus = Corpus(products, test=np.asarray(positions, dtype=np.int64))
+    fields = resolve_fields(products)
+    iid_of = dict(zip([p.id for p in products], engine.store.iid_of([p.id for p in products]), strict=True))
+    pos_of_iid = {iid: i for i, iid in enumerate(iid_of[p.id] for p in products)}
+    builders = {"text": (attribute_queries, "ndcg@10"), "image": (image_queries, "mrr")}
+    out: dict[str, Judged] = {}
+    for kind, (build, metric) in builders.items():
+        if kind == "image" and "image" not in engine.vectors:
+            continue
+        try:
+            qs = build(corpus, fields, max_queries=max_queries, seed=seed)
+        except ProtocolSkipped as err:
+            log.info("calibration: no %s queries (%s)", kind, err)
+            continue
+        qrels = qs.judgements[0].qrels
+        cands, vals, grades, ideals = [], [], [], []
+        names: list[str] | None = None
+        for qi in range(len(qs)):
+            query = qs.queries[qi]
+            ranks = engine.signal_rankings(
+                **({"text": query} if kind == "text" else {"image": query}), depth=DEPTH
+            )
+            if signals is not None:
+                ranks = {s: h for s, h in ranks.items() if s in signals}
+            if names is None:
+                names = sorted(ranks)
+            ids = np.unique(np.concatenate([np.asarray(ranks[s].iids) for s in names] or [np.zeros(0, int)]))
+            ids = np.asarray([i for i in ids.tolist() if i in pos_of_iid], dtype=np.int64)
+            v = np.full((len(names), len(ids)), np.nan)
+            col = {i: c for c, i in enumerate(ids.tolist())}
+            for j, s in enumerate(names):
+                h = ranks.get(s)
+                if h is None or not len(h.iids):
+                    continue
+                sv = signal_values(s, np.asarray(h.scores))
+                for iid, x in zip(np.asarray(h.iids).tolist(), sv.tolist(), strict=True):
+                    if iid in col:
+                        v[j, col[iid]] = x
+            dense = qrels.dense(qi)
+            cands.append(ids)
+            vals.append(v)
+            grades.append(dense[[pos_of_iid[i] for i in ids.tolist()]].astype(np.int8))
+            ideals.append(ideal_dcg(dense) if metric != "mrr" else 1.0)
+        if names and len(cands) >= 1:
+            out[kind] = Judged(metric, names, cands, vals, grades, np.asarray(ideals, dtype=np.float64))
+    return out
+
+
+# ----------------------------------------------------------------------------- the procedure
+def split_params_for(engine: Any) -> Any:
+    """The split of the index's trained model (its run folder), else the training defaults."""
+    from prodsearch.evaluation.corpus import SplitParams
+
+    run = engine.manifest.model_run
+    params = SplitParams.from_run(run) if run and not str(run).startswith(("clip:", "hf-clip:")) else None
+    return params or SplitParams()
+
+
+def calibrate(
+    engine: Any, *, max_queries: int = 300, seed: int = 0, save: bool = True
+) -> dict[str, Any] | None:
+    """Fit the index's fusion (see the module docstring); store it in the manifest when ``save``.
+
+    Returns the calibration dict, or ``None`` when the catalog gives fewer than
+    :data:`MIN_QUERIES` validation queries of every kind (the index keeps RRF with equal weights).
+    """
+    products = list(engine.store.iter_products())
+    params = split_params_for(engine)
+    val = judge(engine, products, _positions(products, params, "val"), max_queries=max_queries, seed=seed)
+    val = {k: j for k, j in val.items() if len(j) >= MIN_QUERIES}
+    if not val:
+        log.info("calibration skipped: fewer than %d validation queries", MIN_QUERIES)
+        return None
+    stats = signal_stats(list(val.values()))
+    weights: dict[str, dict[str, float]] = {}
+    untuned_weights: dict[str, dict[str, float]] = {}
+    fitted: dict[str, float] = {}
+    for kind, jd in val.items():
+        weights[kind], fitted[kind] = best_weights(jd, stats)
+        plain = restrict(jd, UNTUNED)
+        if plain.signals and plain.signals != jd.signals:
+            untuned_weights[kind], _ = best_weights(plain, stats)
+    if "text" in weights and "image" in weights:
+        sigs = set(weights["text"]) | set(weights["image"])
+        weights["text+image"] = {
+            s: max(weights["text"].get(s, 0.0), weights["image"].get(s, 0.0)) for s in sigs
+        }
+    result: dict[str, Any] = {
+        "format": FORMAT,
+        "stats": {s: [round(m, 6), round(sd, 6)] for s, (m, sd) in stats.items()},
+        "weights": weights,
+        "untuned_weights": untuned_weights,
+        "validation": {
+            k: {"queries": len(j), "metric": j.metric, "calibrated": round(fitted[k], 4)}
+            for k, j in val.items()
+        },
+        "split": vars(params),
+        "gallery": len(products),
+    }
+    result["comparison"] = compare(engine, products, params, result, max_queries=max_queries, seed=seed)
+    if save:
+        engine.manifest.settings["fusion"] = result
+        engine._save_manifest()
+        run = engine.manifest.model_run
+        if run and Path(run).is_dir():
+            from prodsearch.paths import atomic_write_text
+
+            atomic_write_text(Path(run) / "calibration.json", json.dumps(result, indent=2))
+    return result
+
+
+def compare(
+    engine: Any, products: list[Product], params: Any, cal: dict[str, Any], *, max_queries: int, seed: int
+) -> dict[str, Any]:
+    """Test-split metrics of the fusions side by side (the module docstring's step 4)."""
+    test = judge(
+        engine, products, _positions(products, params, "test"), max_queries=max_queries, seed=seed + 1
+    )
+    stats = {s: tuple(v) for s, v in cal["stats"].items()}
+    out: dict[str, Any] = {}
+    for kind, jd in test.items():
+        if len(jd) == 0:
+            continue
+        untuned = [s for s in jd.signals if s in UNTUNED]
+        equal_all = dict.fromkeys(jd.signals, 1.0)
+        equal_untuned = dict.fromkeys(untuned, 1.0)
+        plain_weights = cal.get("untuned_weights", {}).get(kind) or cal["weights"].get(kind, equal_untuned)
+        row = {
+            "metric": jd.metric,
+            "queries": len(jd),
+            "gallery": len(products),
+            "untuned_rrf": fused_metric(jd, "rrf", equal_untuned, stats),
+            "untuned_calibrated": fused_metric(
+                jd, "calibrated", {s: w for s, w in plain_weights.items() if s in untuned}, stats
+            ),
+            "rrf": fused_metric(jd, "rrf", equal_all, stats),
+            "weighted_minmax": fused_metric(jd, "weighted", equal_all, stats),
+            "calibrated": fused_metric(jd, "calibrated", cal["weights"].get(kind, equal_all), stats),
+        }
+        for s in jd.signals:
+            row[f"only_{s}"] = fused_metric(jd, "calibrated", {s: 1.0}, stats)
+        out[kind] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
+    return out
+
+
+def format_comparison(cal: dict[str, Any]) -> str:
+    """The calibration's weights and test-split comparison as a short table."""
+    lines = []
+    for kind, w in cal.get("weights", {}).items():
+        lines.append(
+            f"fusion weights for {kind} queries: " + ", ".join(f"{s}={v:g}" for s, v in sorted(w.items()))
+        )
+    for kind, row in (cal.get("comparison") or {}).items():
+        cols = [k for k in row if k not in ("metric", "queries", "gallery")]
+        lines.append(
+            f"{kind} queries, {row['metric']} on {row['queries']} test queries (gallery {row['gallery']}): "
+            + ", ".join(f"{k} {row[k]:.3f}" for k in cols)
+        )
+    return "\n".join(lines)
+
+
+def restrict(judged: Judged, signals: Sequence[str]) -> Judged:
+    """The same queries with only ``signals``; candidates that only the others returned are dropped
+    (fusion would never see them)."""
+    keep = [j for j, s in enumerate(judged.signals) if s in signals]
+    cands, vals, grades = [], [], []
+    for c, v, g in zip(judged.candidates, judged.values, judged.grades, strict=True):
+        found = ~np.isnan(v[keep]).all(0) if keep else np.zeros(len(c), bool)
+        cands.append(c[found])
+        vals.append(v[keep][:, found])
+        grades.append(g[found])
+    return Judged(judged.metric, [judged.signals[j] for j in keep], cands, vals, grades, judged.ideal)
+
+
+def verdict(cal: dict[str, Any] | None, margin: float = 0.005) -> list[str]:
+    """Lines warning where the index's fusion with every signal loses to its untuned signals alone."""
+    lines = []
+    for kind, row in ((cal or {}).get("comparison") or {}).items():
+        base = max(row.get("untuned_rrf", 0.0), row.get("untuned_calibrated", 0.0))
+        if row.get("calibrated", 0.0) < base - margin:
+            lines.append(
+                f"{kind} queries: the trained model's fusion scores {row['metric']} {row['calibrated']:.3f} "
+                f"< untuned {base:.3f} (by {base - row['calibrated']:.3f}, {row['queries']} test queries, "
+                f"gallery {row['gallery']})"
+            )
+    return lines
+
+
+__all__ = ["calibrate", "compare", "verdict", "best_weights", "score_weights", "calibrated", "restrict"]
