@@ -1,10 +1,12 @@
-"""Index layer: exact/HNSW vector index, BM25 lexical index, attribute filters and rank fusion.
+"""Index layer: the vector backend interface and its embedded FAISS store (exact/HNSW main segment
+plus a delta segment), BM25 lexical index, attribute filters and rank fusion.
 
 Importing this package is cheap: faiss and bm25s are imported only when an index needs them.
 """
 
 from __future__ import annotations
 
+from prodsearch.index.backend import FaissBackend, VectorBackend, create_backend, load_backend
 from prodsearch.index.filters import (
     And,
     FieldCondition,
@@ -23,6 +25,7 @@ from prodsearch.index.vector import VectorIndex, exact_search
 
 __all__ = [
     "And",
+    "FaissBackend",
     "FieldCondition",
     "Filter",
     "Fused",
@@ -30,11 +33,14 @@ __all__ = [
     "LexicalIndex",
     "Not",
     "Or",
+    "VectorBackend",
     "VectorIndex",
     "evaluate",
+    "create_backend",
     "exact_search",
     "facet_counts",
     "fuse",
+    "load_backend",
     "matches",
     "normalize_scores",
     "parse_filter",
