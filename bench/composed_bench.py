@@ -60,16 +60,25 @@ def main() -> None:
     ap.add_argument("--type-field", default="articleType")
     ap.add_argument("--colour-field", default="baseColour")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--pools", default="", help="also try these anchor-set sizes, e.g. 25,50,100")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
 
+    from prodsearch.search import compose
     from prodsearch.search.engine import Engine
 
     with Engine.open(args.index, lazy_model=False) as engine:
         products = list(engine.store.iter_products())
         queries = make_queries(products, args.type_field, args.colour_field, args.queries, args.seed)
         rows = []
-        for name, anchor in (("photo + text mixed (before)", False), ("photo anchor (issue 11)", True)):
+        systems = [
+            ("photo + text mixed (before)", False, None),
+            (f"photo anchor, pool {compose.ANCHOR_POOL}", True, None),
+        ]
+        systems += [(f"photo anchor, pool {n}", True, int(n)) for n in args.pools.split(",") if n]
+        default_pool = compose.ANCHOR_POOL
+        for name, anchor, pool in systems:
+            compose.ANCHOR_POOL = pool or default_pool
             hit, prec, type_share, colour_share, secs = [], [], [], [], []
             for p, colour, relevant in queries:
                 t = time.perf_counter()
