@@ -107,6 +107,15 @@ def test_a_dead_job_is_resumed_without_redoing_written_batches(local_ray, tmp_pa
     assert (resumed.report.cached, resumed.report.computed) == (written, 24 - written)
 
 
+def test_a_photo_broken_after_validation_is_named(local_ray, tmp_path, products):
+    from prodsearch.errors import ImageError
+
+    broken = next(p for p in products if p.id == "p05")
+    Path(broken.image_path).write_bytes(b"\xff\xd8 not a jpeg any more")
+    with pytest.raises(ImageError, match="p05.jpg"):
+        _encoder(tmp_path, actors=1)(fake_embedder(), products)
+
+
 def test_actors_with_another_encoder_are_refused():
     """Each actor checks the embedder it built against the driver's (run here, without Ray)."""
     from fakes import FakeImageEncoder, FakeTextEncoder

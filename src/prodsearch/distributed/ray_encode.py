@@ -287,10 +287,10 @@ class RayEncoder:
                 rep.batches += 1
                 bar.update(len(batch["kind"]))
                 t_write += time.perf_counter() - t
-        except ProdsearchError:
-            raise
         except Exception as err:  # a Ray task error: name the cause, not Ray's stack
-            cause = getattr(err, "cause", None) or err
+            cause = _cause(err)
+            if isinstance(cause, ProdsearchError):  # e.g. an ImageError naming the photo, raised in an actor
+                raise cause from None
             raise EncoderError(
                 f"Ray encoding job failed after {len(got)} of {len(rows)} items were written to the feature "
                 f"cache (they will not be redone): {type(cause).__name__}: {str(cause).strip().splitlines()[-1:]}"
@@ -301,6 +301,25 @@ class RayEncoder:
         rep.timings.update(spent)
         rep.timings["write"] = t_write
         return got
+
+
+def _cause(err: BaseException) -> BaseException:
+    """The prodsearch error an actor raised, rebuilt from Ray's wrapper (which carries it only as
+    remote traceback text), else the innermost exception."""
+    import re
+
+    from prodsearch import errors
+
+    cur: BaseException = err
+    while getattr(cur, "cause", None) is not None and cur.cause is not cur:  # type: ignore[attr-defined]
+        cur = cur.cause  # type: ignore[attr-defined]
+    found = re.findall(r"prodsearch\.errors\.(\w+): (.+)", str(err))
+    if found:
+        name, message = found[-1]
+        cls = getattr(errors, name, None)
+        if isinstance(cls, type) and issubclass(cls, errors.ProdsearchError):
+            return cls(message.strip())
+    return cur
 
 
 def ray_encoder_from_options(
