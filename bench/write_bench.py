@@ -1,9 +1,11 @@
 """Write latency against index size, and search latency while a compaction runs vs idle.
 
     python bench/write_bench.py [--sizes 300,5000,44000] [--writes 40] [--record]
+    python bench/write_bench.py --sizes 1000000 --kinds text:384 --index-kind flat --record
 
 Synthetic products (titles from a small vocabulary, 3 attributes) with random unit vectors at the
-default dimensions (text 384, image 1280). For each size: one logged commit of the whole catalog
+default dimensions (``--kinds``, default text 384 + image 1280; ``--index-kind`` as for
+``prodsearch index``). For each size: one logged commit of the whole catalog
 and a compaction (the build), then ``--writes`` single-product upserts through the one write path
 (:class:`prodsearch.search.writer.IndexWriter`: SQLite commit of row + vectors + log entry, delta
 segments, attribute table; encoding and HTTP excluded), then vector (text kind, k=10) and lexical
@@ -28,7 +30,7 @@ from common import pct, record, table  # noqa: E402
 WORDS = (
     "red blue green black white shirt dress shoe bag cotton linen leather summer winter slim casual".split()
 )
-DIMS = {"text": 384, "image": 1280}
+DIMS = {"text": 384, "image": 1280}  # replaced by --kinds
 
 
 def unit(rng: np.random.Generator, n: int, d: int) -> np.ndarray:
@@ -73,19 +75,38 @@ def search_ms(writer, rng, n: int) -> tuple[list[float], list[float]]:
     return vec, lex
 
 
-def run(size: int, writes: int, rng: np.random.Generator) -> dict:
+def run(
+    size: int,
+    writes: int,
+    rng: np.random.Generator,
+    index_kind: str,
+    skip_busy: bool = False,
+    searches: int = 100,
+) -> dict:
     from prodsearch.search.writer import IndexWriter
 
     root = Path(tempfile.mkdtemp(prefix="write-bench-"))
     try:
-        writer = IndexWriter.open(root, backend="faiss", vector_params={"kind": "auto"}, auto_compact=False)
-        prods = products(rng, 0, size)
-        t = time.perf_counter()
-        writer.write(prods, vectors=vectors(rng, prods))
-        commit_s = time.perf_counter() - t
+        writer = IndexWriter.open(
+            root, backend="faiss", vector_params={"kind": index_kind}, auto_compact=False
+        )
+        commit_s = 0.0
+        for start in range(0, size, 100_000):  # bounded memory at 1M
+            prods = products(rng, start, min(100_000, size - start))
+            vecs = vectors(rng, prods)
+            t = time.perf_counter()
+            writer.write(prods, vectors=vecs)
+            commit_s += time.perf_counter() - t
+            del prods, vecs
+            print(
+                f"  {size}: committed {min(start + 100_000, size)} in {commit_s:.0f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         t = time.perf_counter()
         writer.compact()
         compact_s = time.perf_counter() - t
+        print(f"  {size}: compacted in {compact_s:.0f} s", file=sys.stderr, flush=True)
         lat = []
         for i in range(writes):
             p = products(rng, size + i, 1)
@@ -93,7 +114,15 @@ def run(size: int, writes: int, rng: np.random.Generator) -> dict:
             t = time.perf_counter()
             writer.write(p, vectors=v)
             lat.append(time.perf_counter() - t)
-        idle_vec, idle_lex = search_ms(writer, rng, 100)
+        print(f"  {size}: writes p50 {pct(lat)['p50']:.1f} ms", file=sys.stderr, flush=True)
+        idle_vec, idle_lex = search_ms(writer, rng, searches)
+        if skip_busy:
+            writer.close()
+            return {
+                "size": size, "commit_s": commit_s, "compact_s": compact_s, "write": pct(lat),
+                "idle_vec": pct(idle_vec), "idle_lex": pct(idle_lex), "busy_vec": None, "busy_lex": None,
+                "busy_n": 0,
+            }  # fmt: skip
         # pending writes so the compaction has work: 2% of the index changed
         upd = products(rng, 0, max(1, size // 50))
         writer.write(upd, vectors=vectors(rng, upd))
@@ -126,12 +155,22 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--sizes", default="300,5000,44000")
     ap.add_argument("--writes", type=int, default=40)
+    ap.add_argument("--kinds", default="text:384,image:1280", help="vector kinds and dimensions")
+    ap.add_argument("--index-kind", default="auto", help="auto, flat or hnsw")
+    ap.add_argument("--searches", type=int, default=100, help="idle searches per kind")
+    ap.add_argument(
+        "--skip-compaction-search",
+        action="store_true",
+        help="skip searching during a compaction (bounds the 1M run)",
+    )
     ap.add_argument("--record", action="store_true", help="append the table to docs/benchmarks.md")
     args = ap.parse_args()
+    DIMS.clear()
+    DIMS.update({k: int(d) for k, d in (item.split(":") for item in args.kinds.split(","))})
     rng = np.random.default_rng(0)
     rows = []
     for size in (int(s) for s in args.sizes.split(",")):
-        r = run(size, args.writes, rng)
+        r = run(size, args.writes, rng, args.index_kind, args.skip_compaction_search, args.searches)
         print(r, flush=True)
         f = lambda d, k: "-" if d is None else f"{d[k]:.1f}"  # noqa: E731
         rows.append(
@@ -161,8 +200,8 @@ def main() -> None:
             "nice -n 10 python bench/write_bench.py " + " ".join(sys.argv[1:]),
             "Machine shared with other jobs (2-core AMD EPYC, 24 GiB, no GPU). One-product upserts through "
             "IndexWriter.write (SQLite commit of row + vectors + log entry, delta segments, attribute "
-            "table; encoding and HTTP excluded); synthetic titles, random vectors text 384 + image 1280.\n\n"
-            + body,
+            f"table; encoding and HTTP excluded); synthetic titles, random vectors {DIMS}, index kind "
+            f"{args.index_kind}.\n\n" + body,
         )
 
 
