@@ -1,0 +1,145 @@
+"""Fusion calibration: the vectorised grid search equals fusing query by query, a noise signal gets
+weight 0, and a calibrated index uses its weights by default (issue 8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from prodsearch.search.calibration import (
+    Judged,
+    best_weights,
+    fused_metric,
+    restrict,
+    score_weights,
+    signal_stats,
+    verdict,
+    z_matrix,
+)
+from prodsearch.search.calibration import _grade_matrix as grade_matrix
+
+
+def toy_judged(metric: str, n_queries: int = 40, seed: int = 0) -> Judged:
+    """Per query 30 candidates; 'good' scores track the grade, 'noise' is random, each signal misses
+    a few candidates (NaN) as real candidate lists do."""
+    rng = np.random.default_rng(seed)
+    cands, vals, grades, ideal = [], [], [], []
+    for q in range(n_queries):
+        c = np.sort(rng.choice(1000, 30, replace=False))
+        g = np.zeros(30, np.int8)
+        g[rng.choice(30, 3, replace=False)] = 2 if metric != "mrr" else 1
+        good = 0.3 + 0.2 * g + rng.normal(0, 0.08, 30)
+        noise = rng.uniform(0.2, 0.9, 30)
+        v = np.stack([good, noise])
+        v[0, rng.choice(30, 3, replace=False)] = np.nan
+        v[1, rng.choice(30, 3, replace=False)] = np.nan
+        cands.append(c)
+        vals.append(v)
+        grades.append(g)
+        ideal.append(float(np.sum([2 / np.log2(i + 2) for i in range(3)])))
+    return Judged(metric, ["good", "noise"], cands, vals, grades, np.asarray(ideal))
+
+
+@pytest.mark.parametrize("metric", ["ndcg@10", "mrr"])
+def test_vectorised_scoring_equals_query_by_query_fusion(metric):
+    jd = toy_judged(metric)
+    stats = signal_stats([jd])
+    z, g = z_matrix(jd, stats), grade_matrix(jd)
+    for w in ({"good": 1.0, "noise": 0.0}, {"good": 1.0, "noise": 1.0}, {"good": 0.25, "noise": 1.0}):
+        fast = score_weights(z, g, jd.ideal, np.asarray([w["good"], w["noise"]]), metric)
+        ref = fused_metric(jd, "calibrated", w, stats)
+        assert fast == pytest.approx(ref, abs=1e-9)
+
+
+def test_noise_signal_gets_zero_weight():
+    jd = toy_judged("ndcg@10", n_queries=60, seed=1)
+    weights, best = best_weights(jd, signal_stats([jd]))
+    assert weights == {"good": 1.0, "noise": 0.0}
+    stats = signal_stats([jd])
+    assert best > fused_metric(jd, "rrf", {"good": 1.0, "noise": 1.0}, stats)
+
+
+def test_restrict_drops_candidates_only_other_signals_found():
+    jd = toy_judged("mrr", n_queries=3)
+    only = restrict(jd, ["good"])
+    for v, c, full in zip(only.values, only.candidates, jd.values, strict=True):
+        assert v.shape == (1, len(c)) and not np.isnan(v).all(0).any()
+        assert len(c) == int((~np.isnan(full[0])).sum())
+
+
+def test_verdict_warns_with_the_margin():
+    cal = {
+        "comparison": {
+            "image": {
+                "metric": "mrr",
+                "queries": 50,
+                "gallery": 900,
+                "untuned_rrf": 0.80,
+                "untuned_calibrated": 0.82,
+                "calibrated": 0.70,
+            },
+            "text": {
+                "metric": "ndcg@10",
+                "queries": 50,
+                "gallery": 900,
+                "untuned_rrf": 0.60,
+                "untuned_calibrated": 0.61,
+                "calibrated": 0.66,
+            },
+        }
+    }
+    lines = verdict(cal)
+    assert len(lines) == 1 and lines[0].startswith("image queries") and "by 0.120" in lines[0]
+
+
+@pytest.fixture(scope="module")
+def calibrated_engine(tmp_path_factory):
+    import csv
+
+    from fakes import COLOURS, fake_embedder, make_photo
+
+    from prodsearch.search.builder import build_index
+    from prodsearch.search.calibration import calibrate
+    from prodsearch.search.engine import Engine
+
+    root = tmp_path_factory.mktemp("cal")
+    kinds = ["shirt", "shoe", "bag", "dress", "jacket"]
+    names = list(COLOURS)
+    with open(root / "catalog.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["id", "title", "colour", "category", "gender", "image"])
+        for i in range(260):
+            colour, kind = names[i % len(names)], kinds[(i // 7) % len(kinds)]
+            make_photo(root / "images" / f"q{i}.jpg", colour, shape=i, size=(36 + i % 23, 52 + i % 7))
+            wr.writerow(
+                [
+                    f"q{i}",
+                    f"{colour} {kind} model {i}",
+                    colour,
+                    kind,
+                    "men" if i % 3 else "women",
+                    f"images/q{i}.jpg",
+                ]
+            )
+    emb = fake_embedder()
+    build_index(root / "catalog.csv", root / "idx", embedder=emb)
+    with Engine.open(root / "idx", embedder=emb) as engine:
+        cal = calibrate(engine, max_queries=60)
+    engine = Engine.open(root / "idx", embedder=emb)
+    yield engine, cal
+    engine.close()
+
+
+def test_calibration_is_stored_and_drives_the_default_fusion(calibrated_engine):
+    engine, cal = calibrated_engine
+    assert cal is not None and set(cal["weights"]) >= {"text", "image"}
+    assert engine.calibration["weights"] == cal["weights"]  # persisted in the manifest
+    assert all(row["gallery"] == 260 for row in cal["comparison"].values())
+    default = engine.search("red shirt", k=10)
+    explicit = engine.search("red shirt", k=10, fusion="calibrated")
+    assert [r.id for r in default.results] == [r.id for r in explicit.results]
+    w = engine.fusion_weights("text")
+    assert default.signals == sorted(s for s in ("lexical", "text", "image") if w.get(s, 0) > 0)
+    # the comparison on test queries never loses to equal-weight RRF by more than noise
+    for row in cal["comparison"].values():
+        assert row["calibrated"] >= row["rrf"] - 0.05

@@ -1,0 +1,80 @@
+"""A trained model adds a 'joint' signal beside the untuned vectors (never replaces them), and a
+catalog photo used as a query returns its own product first in every mode and fusion (issue 8)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from helpers import TinyFactory
+
+from prodsearch.catalog.readers import read_catalog
+from prodsearch.search.builder import build_index
+from prodsearch.search.engine import Engine
+from prodsearch.training.embedder import load_index_embedder
+from prodsearch.training.main import train
+
+
+@pytest.fixture(scope="module")
+def trained_index(tmp_path_factory, bert_dir):
+    from fakes import write_tiny_catalog
+
+    root = tmp_path_factory.mktemp("trained")
+    catalog = write_tiny_catalog(root / "shop")
+    products = read_catalog(catalog).products
+    cfg = {
+        "epochs": 3,
+        "batch_size": 8,
+        "text_tower": "fake-text",
+        "image_tower": "fake-image",
+        "val_fraction": 0.2,
+        "test_fraction": 0.2,
+        "patience": 0,
+        "attribute_min_count": 2,
+    }
+    train(None, root / "run", cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    emb = load_index_embedder(root / "run", factory=TinyFactory(bert_dir))
+    build_index(catalog, root / "idx", embedder=emb)
+    engine = Engine.open(root / "idx", embedder=emb)
+    yield engine, catalog, emb
+    engine.close()
+
+
+def test_joint_vectors_sit_beside_untouched_untuned_vectors(trained_index):
+    engine, catalog, emb = trained_index
+    assert set(engine.vectors) == {"text", "image", "joint"}
+    assert engine.cross_modal and not engine.aligned
+    photo = catalog.parent / "images" / "p04.jpg"
+    iid = engine.store.iid_of(["p04"])[0]
+    untuned = emb.image.encode([str(photo)])[0]
+    assert np.allclose(engine.vectors["image"].get(np.asarray([iid]))[0], untuned, atol=1e-5)
+    joint = emb.joint.image.encode([str(photo)])[0]
+    assert np.allclose(engine.vectors["joint"].get(np.asarray([iid]))[0], joint, atol=1e-5)
+    assert emb.joint_from_base("image", untuned[None]) == pytest.approx(joint[None], abs=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["rrf", "weighted"])
+@pytest.mark.parametrize("mode", ["hybrid", "image"])
+def test_catalog_photo_finds_its_product_first_in_every_mode(trained_index, mode, fusion):
+    engine, catalog, _ = trained_index
+    for pid in ("p01", "p04", "p07", "p10", "p12"):
+        resp = engine.search(image=catalog.parent / "images" / f"{pid}.jpg", k=3, mode=mode, fusion=fusion)
+        assert resp.results[0].id == pid, (mode, fusion, pid)
+
+
+def test_text_query_reaches_photos_through_the_joint_space(trained_index):
+    engine, _, _ = trained_index
+    resp = engine.search("yellow", k=2, mode="image")
+    assert resp.signals == ["joint"]
+    assert len(resp.results) == 2
+
+
+def test_same_photo_is_pinned_even_when_the_fusion_ignores_untuned_photos(trained_index):
+    """Weights that leave only the trained space (where same-colour products nearly coincide) still
+    return the exact photo's product first: it is pinned, not out-voted."""
+    engine, catalog, _ = trained_index
+    only_joint = {"lexical": 0.0, "text": 0.0, "image": 0.0, "joint": 1.0}
+    for pid in ("p01", "p02", "p04", "p05", "p06", "p07", "p08", "p09", "p11", "p12"):
+        photo = catalog.parent / "images" / f"{pid}.jpg"
+        resp = engine.search(image=photo, k=3, weights=only_joint, explain=True)
+        assert resp.results[0].id == pid
+        assert resp.results[0].explanation.contributions.get("same_photo") == 1.0
