@@ -24,7 +24,7 @@ def toy_judged(metric: str, n_queries: int = 40, seed: int = 0) -> Judged:
     a few candidates (NaN) as real candidate lists do."""
     rng = np.random.default_rng(seed)
     cands, vals, grades, ideal = [], [], [], []
-    for q in range(n_queries):
+    for _ in range(n_queries):
         c = np.sort(rng.choice(1000, 30, replace=False))
         g = np.zeros(30, np.int8)
         g[rng.choice(30, 3, replace=False)] = 2 if metric != "mrr" else 1
@@ -97,7 +97,6 @@ def calibrated_engine(tmp_path_factory):
     import csv
 
     from fakes import COLOURS, fake_embedder, make_photo
-
     from prodsearch.search.builder import build_index
     from prodsearch.search.calibration import calibrate
     from prodsearch.search.engine import Engine
