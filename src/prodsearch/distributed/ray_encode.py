@@ -38,7 +38,7 @@ from prodsearch.errors import ConfigError, EncoderError, ProdsearchError
 log = logging.getLogger(__name__)
 
 EmbedderFactory = Callable[[], Embedder]
-STAGES = ("read", "decode", "encode")
+STAGES = ("load", "read", "decode", "encode")
 
 
 @dataclass
@@ -69,7 +69,8 @@ class RayEncodeConfig:
 class RayEncodeReport:
     """What the last job did: items asked for, found in the cache, computed; seconds per stage.
 
-    ``timings``: ``plan`` (cache lookups), ``read``/``decode``/``encode`` (summed over workers),
+    ``timings``: ``plan`` (cache lookups), ``load`` (model loading in the actors), ``read`` /
+    ``decode`` / ``encode`` (summed over workers),
     ``write`` (driver: cache writes), ``wall`` (the whole call).
     """
 
@@ -107,8 +108,14 @@ class _EncoderActor:
     """One loaded embedder per actor; ``__call__`` decodes and encodes one batch of rows."""
 
     def __init__(self, factory: EmbedderFactory, expected_spec: dict[str, Any]):
+        t = time.perf_counter()
         self.embedder = factory()
         self.embedder.check_compatible(expected_spec, where="the driver's embedder")
+        self.load_s = time.perf_counter() - t  # reported with the first batch
+
+    def _take_load(self) -> float:
+        load, self.load_s = self.load_s, 0.0
+        return load
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         from prodsearch.catalog.images import load_image
@@ -138,6 +145,7 @@ class _EncoderActor:
             "key": batch["key"],
             "kind": batch["kind"],
             "vector": vectors,
+            "t_load": np.full(n, self._take_load() / n),
             "t_read": batch["t_read"],
             "t_decode": np.full(n, t_decode / n),
             "t_encode": np.full(n, t_encode / n),
