@@ -105,11 +105,14 @@ def run_demo(catalog: Path, *, limit: int | None, serve: bool, port: int, train:
     )
     what = "reused cached index" if not rep.did_work else f"indexed {rep.accepted} products"
     typer.echo(f"{what} in {time.perf_counter() - t:.1f}s -> {index_dir}")
+    from prodsearch.cli import _calibrate
+
+    _calibrate(index_dir, only_if_stale=not rep.did_work)  # fusion weights fitted on held-out queries
 
     with Engine.open(index_dir) as engine:
         for q in TEXT_QUERIES:
             _show(f"text: {q!r}", engine.search(q, k=5))
-        if engine.aligned:
+        if engine.cross_modal:
             _show(
                 f"text -> image only: {TEXT_QUERIES[0]!r}", engine.search(TEXT_QUERIES[0], k=5, mode="image")
             )
@@ -119,7 +122,7 @@ def run_demo(catalog: Path, *, limit: int | None, serve: bool, port: int, train:
                 f"image: photo of {first.id} ({first.title})",
                 engine.search(image=first.image_path, k=5, mode="image"),
             )
-            if engine.aligned:
+            if engine.cross_modal:
                 _show(
                     f"photo of {first.id} + 'but in red'",
                     engine.search("red", image=first.image_path, k=5, mode="image"),

@@ -115,6 +115,25 @@ def markdown(result: dict) -> str:
     for proto, (header, rows) in protocol_tables(result).items():
         n = result.get("queries", {}).get(proto)
         lines += [f"## {proto}" + (f" ({n} queries)" if n else ""), "", _md_table(header, rows), ""]
+    fusion = result.get("fusion") or {}
+    if fusion.get("comparison"):
+        lines += [
+            "## Fusion: RRF vs weighted sum vs calibrated (the index's own test queries)",
+            "",
+            "Calibrated weights per query kind: "
+            + "; ".join(
+                f"{kind}: " + ", ".join(f"{s}={w:g}" for s, w in sorted(ws.items()))
+                for kind, ws in (fusion.get("weights") or {}).items()
+            ),
+            "",
+        ]
+        for kind, row in fusion["comparison"].items():
+            cols = [k for k in row if k not in ("metric", "queries", "gallery")]
+            header = ["query kind", "metric", "queries", "gallery", *cols]
+            values = [kind, row["metric"], str(row["queries"]), str(row["gallery"])] + [
+                f"{row[c]:.4f}" for c in cols
+            ]
+            lines += [_md_table(header, [values]), ""]
     st = slice_tables(result)
     if st:
         lines += [f"## Per-slice metrics by `{result['slices']['field']}`", ""]

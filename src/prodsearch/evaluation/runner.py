@@ -253,7 +253,9 @@ def _from_index(
             np.asarray(vi.get(v_iids), dtype=np.float32),
         )
     name = Path(engine.manifest.model_run).name if engine.manifest.model_run else "index"
-    emb = EmbeddedCorpus(name, engine.embedder, vectors, progress=progress)
+    joint = vectors.pop("joint", None)
+    base_name = "index" if joint is not None else name
+    emb = EmbeddedCorpus(base_name, engine.embedder, vectors, progress=progress)
     lexical = LexicalSignal(engine.lexical, pos_of_iid, progress=progress)
     emb_info = engine.manifest.embedder.get("name")
     engine.close()  # everything needed is in memory now
@@ -263,7 +265,13 @@ def _from_index(
         "embedder": emb_info,
         "mapping": engine.manifest.mapping,
         "model_run": engine.manifest.model_run,
+        "fusion": engine.calibration,  # the served fusion's calibration and its test comparison
     }
+    if joint is not None:
+        # a trained model's space stored beside the untuned vectors: compared as its own system
+        info["joint_corpus"] = EmbeddedCorpus(
+            name, engine.embedder.joint, {"image": joint}, progress=progress
+        )
     return products, emb, lexical, info
 
 
@@ -380,13 +388,16 @@ def run_evaluation(
     from prodsearch.search.recipe import EmbedderRecipe
 
     embedded = [base]
-    taken = {base.name}
+    if info.get("joint_corpus") is not None:
+        embedded.append(info.pop("joint_corpus"))
+    taken = {e.name for e in embedded}
     split_params = None
     id_set = {p.id for p in products}
     run_splits: list[dict[str, set[str]]] = []
     for run in models:
         run_split = _run_split(str(run), id_set, target) if Path(str(run)).is_dir() else None
         run_embedder = EmbedderRecipe(model=str(run)).build()
+        run_embedder = getattr(run_embedder, "joint", None) or run_embedder  # a run's own space
         _check_model_matches(str(run), run_embedder)
         if run_split is not None:
             run_splits.append(run_split)
@@ -421,6 +432,9 @@ def run_evaluation(
         max_queries=max_queries,
         progress=progress,
     )
+    fusion = info.pop("fusion", None)
+    if fusion and fusion.get("comparison"):
+        result["fusion"] = {"weights": fusion.get("weights"), "comparison": fusion["comparison"]}
     result["config"]["target"] = info
     result["config"]["models"] = [str(m) for m in models]
     result["timings"]["total"] = round(time.perf_counter() - t0, 3)

@@ -20,7 +20,11 @@ from prodsearch.evaluation.systems import EmbeddedCorpus
 #: Language-neutral default prompt: the value itself (an English "a photo of {value}" would be wrong
 #: for a German or French catalog).
 DEFAULT_PROMPT = "{value}"
-MAX_CLASSES = 500
+#: A value is a class when at least this many catalog products carry it (rarer values are not
+#: queried: a handful of examples is noise, and free text never repeats).
+MIN_CLASS_COUNT = 20
+#: Fields with more classes than this (after dropping rare values) are not classification columns.
+MAX_CLASSES = 100
 
 
 @dataclass
@@ -79,16 +83,22 @@ def zero_shot(
     if "image" not in emb.vectors:
         raise ProtocolSkipped(f"zeroshot: embedder {emb.name!r} has no image vectors")
     values = corpus.attribute(field_name)
-    labels = sorted({v for v in values if v is not None})
+    counts: dict[str, int] = {}
+    for v in values:
+        if v is not None:
+            counts[v] = counts.get(v, 0) + 1
+    min_count = min(MIN_CLASS_COUNT, max(1, len(values) // 100))  # small catalogs: 1% of products
+    labels = sorted(v for v, n in counts.items() if n >= min_count)
     if len(labels) < 2:
         raise ProtocolSkipped(
-            f"zeroshot: field {field_name!r} has {len(labels)} distinct value(s); needs >= 2"
+            f"zeroshot: field {field_name!r} has {len(labels)} value(s) on >= {min_count} products; needs >= 2"
         )
     if len(labels) > MAX_CLASSES:
         raise ProtocolSkipped(
-            f"zeroshot: field {field_name!r} has {len(labels)} values (> {MAX_CLASSES}); "
-            "not a classification column"
+            f"zeroshot: field {field_name!r} has {len(labels)} values on >= {min_count} products "
+            f"(> {MAX_CLASSES}); not a classification column (free text or identifiers)"
         )
+    values = [v if v in set(labels) else None for v in values]  # rare values are not queried
     pos_of_vec, vecs = emb.vectors["image"]
     row_of = {int(p): r for r, p in enumerate(pos_of_vec.tolist())}
     cand = [int(p) for p in np.sort(corpus.test) if values[p] is not None and int(p) in row_of]

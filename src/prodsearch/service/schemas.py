@@ -8,7 +8,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from pydantic_core import PydanticCustomError
 
 Mode = Literal["hybrid", "lexical", "text", "image"]
-Fusion = Literal["rrf", "weighted"]
+Fusion = Literal["rrf", "weighted", "calibrated"]
 By = Literal["fused", "image", "text"]
 AttrValue = str | int | float | bool
 #: Most product ids one recommend or delete request may name.
@@ -52,8 +52,10 @@ class SearchRequest(_In):
         ),
     )
     mode: Mode = "hybrid"
-    weights: dict[str, float] | None = Field(None, description="Per-signal weights: lexical, text, image.")
-    fusion: Fusion = "rrf"
+    weights: dict[str, float] | None = Field(
+        None, description="Per-signal weights: lexical, text, image, joint (default: the calibrated ones)."
+    )
+    fusion: Fusion | None = None  # None: calibrated where the index has a calibration, else rrf
     image_weight: float = Field(0.5, ge=0.0, le=1.0, description="Image share of a text+image query.")
     negative: str | None = Field(None, description="Text whose meaning results should move away from.")
     explain: bool = False

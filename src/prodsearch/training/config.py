@@ -121,6 +121,12 @@ class TrainConfig:
         "auto", "auto (bf16 on CUDA, fp32 on CPU), fp32 or bf16", choices=("auto", "fp32", "bf16")
     )
     device: str = _f("auto", "auto, cpu or cuda[:N]")
+    threads: int | None = _f(
+        None,
+        "CPU threads for torch (default: torch's own choice); 1 is much faster on a CPU shared with "
+        "other jobs, where intra-op threads wait on each other",
+        min=1,
+    )
     # --- evaluation / stopping ---
     early_stop_metric: str = _f(
         "val_mrr",

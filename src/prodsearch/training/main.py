@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 
 RUN_FILES = ("config.json", "split.json", "metrics.jsonl", "best.pt", "last.pt", "model.pt", "run.json", "tb")
 # fields a resumed run may change (everything else must match the stored config)
-RESUMABLE = {"epochs", "patience", "device", "precision", "val_max_queries", "feature_batch_size"}
+RESUMABLE = {"epochs", "patience", "device", "precision", "val_max_queries", "feature_batch_size", "threads"}
 
 
 @dataclass
@@ -262,6 +262,8 @@ def train(
     validate(cfg)
     cfg = _prepare_run_dir(out, cfg, resume, overwrite, resume_overrides or {})
     factory = factory or TowerFactory()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
     if products is None:
         if catalog is None:
             raise ConfigError("train() needs a catalog path or products")
