@@ -94,7 +94,7 @@ def assert_congruent(engine: Engine) -> None:
     with_photo = {iid[p] for p, prod in products.items() if prod.image_path}
     assert set(engine.vectors["image"].iids.tolist()) == with_photo
     assert set(engine.lexical.iids.tolist()) == live
-    assert set(engine._attr_iids.tolist()) == live
+    assert set(engine._attr_iids[engine._attrs.live()].tolist()) == live
 
 
 @pytest.mark.parametrize("seed", [1, 2])

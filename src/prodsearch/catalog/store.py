@@ -27,12 +27,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from prodsearch.catalog.schema import Product
 from prodsearch.errors import CatalogError, ProductNotFoundError
+
+if TYPE_CHECKING:
+    from prodsearch.index.attributes import AttributeTable
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +110,8 @@ class ProductStore:
         self.path = path
         self._lock = threading.RLock()
         self._cache: dict[int, Product] = {}
-        self._attr_cache: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
+        self._attr_cache: AttributeTable | None = None
+        self._count: int | None = None
         self._conn = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=30.0)
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
@@ -157,6 +161,7 @@ class ProductStore:
     def _invalidate(self) -> None:
         self._cache.clear()
         self._attr_cache = None
+        self._count = None
 
     def _check_fresh(self) -> None:
         """Drop the caches if another connection (another process) committed since we last looked."""
@@ -177,7 +182,10 @@ class ProductStore:
 
     def __len__(self) -> int:
         with self._lock:
-            return int(self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0])
+            self._check_fresh()
+            if self._count is None:  # COUNT(*) scans the table: cached, kept by commit()
+                self._count = int(self._conn.execute("SELECT COUNT(*) FROM products").fetchone()[0])
+            return self._count
 
     def __contains__(self, product_id: object) -> bool:
         if not isinstance(product_id, str):
@@ -295,16 +303,20 @@ class ProductStore:
         return result, seq
 
     def _patch_caches(self, products: list[Product], result: SyncResult) -> None:
-        """After :meth:`commit`: evict the touched products and patch the attribute table instead of
-        re-reading it, so a write costs O(batch) (plus array copies), not a full table scan."""
+        """After :meth:`commit`: evict the touched products and patch the attribute table in
+        O(batch) instead of re-reading it (folding its delta in once it holds 5% of the rows)."""
         put = set(result.added) | set(result.updated)
         with self._lock:
             self._version = self._data_version()
             for iid in [*put, *result.deleted, *result.unchanged]:
                 self._cache.pop(iid, None)
+            if self._count is not None:
+                self._count += len(result.added) - len(result.deleted)
             if self._attr_cache is not None:
                 attrs = {result.by_id[p.id]: p.attributes for p in products if result.by_id[p.id] in put}
-                self._attr_cache = _patched_table(*self._attr_cache, result.deleted, attrs)
+                self._attr_cache.apply(result.deleted, attrs)
+                if self._attr_cache.delta_size > max(1_000, 0.05 * len(self._attr_cache)):
+                    self._attr_cache = self._attr_cache.merged()
 
     def delete(self, ids: Sequence[str]) -> list[int]:
         """Delete products by id; return their iids in the order given.
@@ -461,13 +473,12 @@ class ProductStore:
                 yield _product(row)
             last = int(rows[-1][0])
 
-    def attribute_table(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-        """Columns for vectorised filters and facets.
+    def attributes(self) -> AttributeTable:
+        """The attribute table for vectorised filters and facets
+        (:class:`prodsearch.index.attributes.AttributeTable`), read once and then patched by every
+        :meth:`commit` in O(batch); shared, read-only for callers."""
+        from prodsearch.index.attributes import AttributeTable
 
-        Returns ``(iids, table)``: iids ascending, shape (N,) int64; ``table[field]`` shape (N,), object
-        array of str aligned with ``iids`` (``""`` where a product lacks the field). Cached until a write;
-        the arrays are shared and read-only.
-        """
         with self._lock:
             self._check_fresh()
             if self._attr_cache is None:
@@ -479,16 +490,23 @@ class ProductStore:
                 for f in fields:
                     col = np.empty(len(rows), dtype=object)
                     col[:] = [attrs.get(f, "") for attrs in decoded]
-                    col.flags.writeable = False
                     table[f] = col
-                iids.flags.writeable = False
-                self._attr_cache = (iids, table)
-            iids, table = self._attr_cache
-            return iids, dict(table)
+                self._attr_cache = AttributeTable(iids, table)
+            return self._attr_cache
+
+    def attribute_table(self) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Columns of the current products: ``(iids, table)``, iids ascending, shape (N,) int64;
+        ``table[field]`` shape (N,), object array of str aligned with ``iids`` (``""`` where a
+        product lacks the field). Copies: for the query path use :meth:`attributes`."""
+        t = self.attributes()
+        with self._lock:
+            iids, cols = t.current_iids(), t.columns()
+        order = np.argsort(iids, kind="stable")
+        return iids[order], {f: c[order] for f, c in cols.items()}
 
     def attribute_fields(self) -> list[str]:
         """Sorted names of every attribute any product has."""
-        return sorted(self.attribute_table()[1])
+        return list(self.attributes().fields)
 
     # ------------------------------------------------------------------ operation log
     def last_seq(self) -> int:
@@ -579,44 +597,6 @@ class LogEntry:
 # ---------------------------------------------------------------------------- helpers
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _patched_table(
-    iids: np.ndarray, table: dict[str, np.ndarray], deleted: Sequence[int], put: dict[int, dict[str, str]]
-) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """The attribute table (see :meth:`ProductStore.attribute_table`) with rows ``deleted`` removed,
-    the rows of updated iids of ``put`` (iid -> attributes) replaced in place and new iids appended
-    (AUTOINCREMENT: a new iid is larger than every existing one). The filters' derived column data
-    is carried over in O(changed rows) (:func:`prodsearch.index.filters.carry_over`)."""
-    from prodsearch.index.filters import carry_over
-
-    keep = np.nonzero(~np.isin(iids, np.asarray(list(deleted), dtype=np.int64)))[0]
-    kept = iids[keep]
-    put_ids = np.asarray(sorted(put), dtype=np.int64)
-    pos = np.searchsorted(kept, put_ids)
-    present = (
-        (pos < kept.size) & (kept[np.minimum(pos, max(kept.size - 1, 0))] == put_ids)
-        if kept.size
-        else np.zeros(put_ids.size, bool)
-    )
-    replace_at, replaced = pos[present], put_ids[present]
-    new = put_ids[~present]
-    out_iids = np.concatenate([kept, new])
-    fields = sorted(set(table) | {f for a in put.values() for f in a})
-    out: dict[str, np.ndarray] = {}
-    for f in fields:
-        old = table.get(f)
-        if old is None:
-            old = np.full(iids.size, "", dtype=object)
-        col = np.empty(out_iids.size, dtype=object)
-        col[: keep.size] = old[keep]
-        col[replace_at] = [put[i].get(f, "") for i in replaced.tolist()]
-        col[keep.size :] = [put[i].get(f, "") for i in new.tolist()]
-        col.flags.writeable = False
-        carry_over(old, col, keep, replace_at, int(new.size))
-        out[f] = col
-    out_iids.flags.writeable = False
-    return out_iids, out
 
 
 # ---------------------------------------------------------------------------- helpers

@@ -149,10 +149,10 @@ class Engine:
         self._refresh_attributes()
 
     def _refresh_attributes(self) -> None:
-        iids, table = self.store.attribute_table()
-        self._attr_iids = np.asarray(iids, dtype=np.int64)
-        self._attr_table = table
-        self.attribute_fields = sorted(table)
+        # O(batch) after a write: the store patches its AttributeTable (index/attributes.py)
+        self._attrs = self.store.attributes()
+        self._attr_iids = self._attrs.iids  # row order of the masks _filter_mask returns
+        self.attribute_fields = self._attrs.fields
 
     def _parse_filter(self, filters: Any) -> Any:
         """The typed filter (``None`` for none); vector backends that filter inside their engine use it."""
@@ -166,9 +166,7 @@ class Engine:
         flt = self._parse_filter(filters)
         if flt is None:
             return None
-        from prodsearch.index.filters import evaluate
-
-        return evaluate(flt, self._attr_table)
+        return self._attrs.mask(flt)
 
     @reading
     def facets(
@@ -180,17 +178,15 @@ class Engine:
         top: int | None = 20,
     ) -> dict[str, list[tuple[str, int]]]:
         """Facet counts over the products passing ``filters`` (and, if given, among ``iids``)."""
-        from prodsearch.index.filters import facet_counts
-
         fields = list(fields) if fields else self.attribute_fields
-        unknown = [f for f in fields if f not in self._attr_table]
+        unknown = [f for f in fields if f not in self.attribute_fields]
         if unknown:
             raise QueryError(f"unknown facet field(s) {unknown}; valid fields: {self.attribute_fields}")
         mask = self._filter_mask(filters)
         if iids is not None:
             sel = np.isin(self._attr_iids, iids)
             mask = sel if mask is None else (mask & sel)
-        return facet_counts(self._attr_table, fields, mask=mask, top=top)
+        return self._attrs.facet_counts(fields, mask=mask, top=top)
 
     # ------------------------------------------------------------------ queries
     def _encode_query(
