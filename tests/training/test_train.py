@@ -125,3 +125,37 @@ def test_incompatible_checkpoint_is_one_clear_error(tmp_path, bert_dir):
     (out / "best.pt").write_bytes(b"not a checkpoint")
     with pytest.raises(EncoderError, match="could not be read"):
         load_trained_embedder(out, factory=TinyFactory(bert_dir))
+
+
+def test_attribute_term_trains_and_reports_the_whole_catalog_gallery(tmp_path, products, bert_dir):
+    res = train(
+        None,
+        tmp_path / "run",
+        TrainConfig(**FAST, attribute_min_count=2),
+        products=products,
+        factory=TinyFactory(bert_dir),
+        progress=False,
+    )
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert rows[0]["train_attribute"] > 0  # colour, kind and gender are classified
+    # one protocol: validation and test rank against every product of the catalog, and say so
+    assert rows[0]["val_gallery"] == len(products) and res.test_metrics["test_gallery"] == len(products)
+
+
+def test_attribute_term_is_skipped_with_its_reason_when_attributes_are_unique(
+    tmp_path, products, bert_dir, caplog
+):
+    for i, p in enumerate(products):
+        p.attributes = {"sku": f"sku-{i}"}
+    with caplog.at_level("WARNING"):
+        train(
+            None,
+            tmp_path / "run",
+            TrainConfig(**FAST),
+            products=products,
+            factory=TinyFactory(bert_dir),
+            progress=False,
+        )
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert "train_attribute" not in rows[0]
+    assert "loss term 'attribute' skipped" in caplog.text and "sku" in caplog.text

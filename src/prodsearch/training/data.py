@@ -39,7 +39,7 @@ class PairSet:
     image_hashes: list[str]
     title_group: list[int] = field(default_factory=list)
     image_group: list[int] = field(default_factory=list)
-    attributes: list[dict[str, str]] = field(default_factory=list)  # categorical columns only
+    attributes: list[dict[str, str]] = field(default_factory=list)  # non-empty attribute values
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -135,9 +135,7 @@ def build_pairs(
         ps.image_hashes.append(h)
         ps.title_group.append(title_ids.setdefault(normalize_title(p.title), len(title_ids)))
         ps.image_group.append(image_ids.setdefault(h, len(image_ids)))
-        ps.attributes.append(
-            {k: str(v).strip() for k, v in p.attributes.items() if k in columns and str(v).strip()}
-        )
+        ps.attributes.append({k: str(v).strip() for k, v in p.attributes.items() if str(v).strip()})
     log.info(
         "built %d pairs (%d distinct titles, %d distinct photos)", len(ps), len(title_ids), len(image_ids)
     )
