@@ -16,6 +16,7 @@ from pathlib import Path
 
 import typer
 
+from prodsearch.errors import EncoderMismatchError
 from prodsearch.paths import cache_dir
 
 log = logging.getLogger(__name__)
@@ -100,9 +101,15 @@ def run_demo(catalog: Path, *, limit: int | None, serve: bool, port: int, train:
         model = str(run)
     index_dir = demo_index(source, limit, train=bool(model))
     t = time.perf_counter()
-    rep = build_index(
-        catalog, index_dir, mapping=mapping, recipe=EmbedderRecipe(model=model), progress=progress
-    )
+    recipe = EmbedderRecipe(model=model)
+    try:
+        rep = build_index(catalog, index_dir, mapping=mapping, recipe=recipe, progress=progress)
+    except EncoderMismatchError:  # a cached index from an older encoder: it is only a cache, rebuild it
+        import shutil
+
+        typer.echo(f"the cached index {index_dir} was built with another encoder version; rebuilding it")
+        shutil.rmtree(index_dir)
+        rep = build_index(catalog, index_dir, mapping=mapping, recipe=recipe, progress=progress)
     what = "reused cached index" if not rep.did_work else f"indexed {rep.accepted} products"
     typer.echo(f"{what} in {time.perf_counter() - t:.1f}s -> {index_dir}")
     from prodsearch.cli import _calibrate
