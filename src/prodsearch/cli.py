@@ -312,7 +312,14 @@ def info(index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar
     from prodsearch.search.engine import Engine
 
     with Engine.open(index_dir) as engine:
-        typer.echo(json.dumps(engine.info(), indent=2, ensure_ascii=False))
+        data = engine.info()
+    report = Path(index_dir) / "ingest-report.json"
+    if report.is_file():  # how the columns were chosen, and the rows left out, at the last index run
+        ingest = json.loads(report.read_text(encoding="utf-8"))
+        data["ingest"] = {k: ingest.get(k) for k in ("source", "rows", "accepted", "rejected", "by_kind")}
+        if ingest.get("detection"):
+            data["ingest"]["ignored_columns"] = ingest["detection"]["ignored"]
+    typer.echo(json.dumps(data, indent=2, ensure_ascii=False))
 
 
 def _calibrate(index_dir: Path, only_if_stale: bool = False) -> None:
