@@ -124,6 +124,8 @@ def test_mapping_command_suggests_an_editable_file_and_index_reports_detection(t
                      *FAKE)  # fmt: skip
     report = json.loads((out / "ingest-report.json").read_text())
     assert code == 0 and report["detection"]["ignored"] == {"width": "technical column name"}  # kept on disk
+    code, stdout, _ = run(capsys, "info", str(out))
+    assert code == 0 and json.loads(stdout)["ingest"]["ignored_columns"] == {"width": "technical column name"}
     code, stdout, _ = run(capsys, "index", str(cat), "--out", str(tmp_path / "idx2"), "--encoding", "cp1252",
                           "--mapping", str(mapping_file), "--images", str(photos), *FAKE)  # fmt: skip
     assert code == 0 and "6/6 rows accepted" in stdout, stdout
