@@ -453,6 +453,7 @@ def train(
     config: Annotated[Path | None, typer.Option(help="Config file (TOML/YAML/JSON).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a different run already in --out.")] = False,
+    progress: Progress = None,
     verbose: Verbose = False,
 ) -> None:
     """Fine-tune text and image towers on the catalog's (title, image) pairs. Extra `--field value`
@@ -462,7 +463,13 @@ def train(
 
     overrides = _parse_overrides(ctx.args)
     res = train_from_cli(
-        catalog, out, config_path=config, overrides=overrides, resume=resume, overwrite=overwrite
+        catalog,
+        out,
+        config_path=config,
+        overrides=overrides,
+        resume=resume,
+        overwrite=overwrite,
+        progress=_progress(progress),
     )
     typer.echo(_train_summary(res))
 
