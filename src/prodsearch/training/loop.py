@@ -268,7 +268,9 @@ class Trainer:
             n += 1
             if bar is not None:
                 bar.update(1)
-                bar.set_postfix(loss=f"{float(loss):.3f}", best=_fmt(self.best_metric))
+                bar.set_postfix(
+                    loss=f"{parts['loss']:.3f}", best=_fmt(self.best_metric)
+                )  # no float() of a grad tensor: UserWarning
         if bar is not None:
             bar.close()
         return {f"train_{k}": v / max(n, 1) for k, v in totals.items()}
