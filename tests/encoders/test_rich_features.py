@@ -14,6 +14,7 @@ from prodsearch.encoders.image import (
     RICH_TAPS,
     EfficientNetLiteEncoder,
     ImagePreprocessor,
+    PooledView,
     build_backbone,
     colour_histogram,
 )
@@ -84,3 +85,26 @@ def test_train_time_tower_equals_search_time_encoder(rich_lite0):
     with torch.no_grad():
         t = tower(torch.stack([enc.preprocessor(im) for im in imgs])).numpy()
     assert np.allclose(t, enc.encode(imgs), atol=1e-5)
+
+
+def test_pooled_view_is_the_pooled_encoder_with_its_spec(rich_lite0, tmp_path):
+    """An index built with a trained model keeps untuned photo vectors identical (vectors and spec)
+    to an untuned index's, from the one pass that also feeds the trained heads."""
+    from prodsearch.encoders.cache import FeatureCache
+
+    rich = EfficientNetLiteEncoder(backbone=rich_lite0, backend="torch", cache=FeatureCache(tmp_path))
+    view = PooledView(rich)
+    torch.manual_seed(0)
+    plain = EfficientNetLiteEncoder(backbone=build_backbone("lite0", 64, pretrained=False), cache=False)
+    assert view.spec() == plain.spec() and view.dim == plain.dim == FEATURE_DIM
+    paths = []
+    for i, colour in enumerate([(200, 10, 10), (10, 150, 10)]):
+        paths.append(tmp_path / f"{i}.png")
+        _photo(colour).save(paths[-1])
+    got = view.encode_paths([str(p) for p in paths])
+    assert np.allclose(got, plain.encode([str(p) for p in paths]), atol=1e-5)
+    calls = rich.forward_calls
+    rich.encode_paths([str(p) for p in paths])  # the rich features were cached by the view's pass
+    assert rich.forward_calls == calls
+    with pytest.raises(Exception, match="rich"):
+        PooledView(plain)

@@ -1,12 +1,16 @@
 """EfficientNet-Lite image encoders (lite0/1/2): photo -> pooled 1280-d feature, L2-normalised.
 
-``features="rich"`` (the default) adds what the pooled top layer throws away and a product photo
+``features="rich"`` (what ``prodsearch train`` reads) adds what the pooled top layer throws away and a product photo
 needs: average-pooled activations of three intermediate blocks (textures and parts at finer
 scales) and a colour histogram of the product's pixels (the white padding and background left
 out). ImageNet's top layer is trained to be colour-invariant, so on its own it cannot tell a navy
 shirt from a red one (issue 8: zero-shot colour .28). Each part is L2-normalised and weighted
 (:data:`RICH_WEIGHTS`), the concatenation L2-normalised again; the first 1280 dims stay the pooled
-feature, so ``features="pooled"`` is the same model with the extras dropped.
+feature, so ``features="pooled"`` is the same model with the extras dropped, and
+:class:`PooledView` gives an index's untuned photo vectors from the rich features of one pass.
+On real shopper photos of groceries (clutter, shelves) the colour histogram hurts untuned
+photo-to-photo search (hit@1 .256 rich vs .285 pooled, docs/benchmarks.md), so the untuned vectors
+stay pooled and only the trained heads read the rich features.
 
 Preprocessing (:class:`ImagePreprocessor`) follows the TF-Lite reference model: RGB, the whole photo
 kept (padded to a square on white, never cropped: a product cut in half is a different product),
@@ -318,8 +322,8 @@ class EfficientNetLiteEncoder(Encoder):
         v = _variant(variant)
         if backend not in ("auto", "onnx", "torch"):
             raise EncoderError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
-        if features is None:  # a given backbone without taps is a plain pooled feature extractor
-            features = "pooled" if backbone is not None and not getattr(backbone, "taps", ()) else "rich"
+        if features is None:  # a given backbone with taps is a rich feature extractor
+            features = "rich" if backbone is not None and getattr(backbone, "taps", ()) else "pooled"
         if features not in FEATURES:
             raise EncoderError(f"features must be one of {FEATURES}, got {features!r}")
         self.features = features
@@ -374,7 +378,7 @@ class EfficientNetLiteEncoder(Encoder):
                     "features": "rich",
                     "taps": list(RICH_TAPS),
                     "colour_bins": COLOUR_BINS,
-                    "weights": RICH_WEIGHTS,
+                    "part_weights": RICH_WEIGHTS,
                 }
                 if self.features == "rich"
                 else {}
@@ -505,6 +509,47 @@ class EfficientNetLiteEncoder(Encoder):
         return self._cache_arg  # type: ignore[return-value]
 
 
+class PooledView(Encoder):
+    """The pooled 1280-d vectors of a rich encoder: its first 1280 dims, renormalised, equal to what
+    ``features="pooled"`` computes with the same weights (tested), with the same spec. Photos by path
+    go through the rich encoder's feature cache, so an index built with a trained model runs the
+    network once per photo for both its untuned ("image") and trained ("joint") vectors."""
+
+    modality = "image"
+    dim = FEATURE_DIM
+
+    def __init__(self, rich: EfficientNetLiteEncoder):
+        if rich.features != "rich":
+            raise EncoderError("PooledView needs a features='rich' encoder")
+        self.rich = rich
+        self.name = rich.name
+
+    def spec(self) -> dict[str, Any]:
+        spec = {
+            k: v
+            for k, v in self.rich.spec().items()
+            if k not in ("features", "taps", "colour_bins", "part_weights")
+        }
+        spec["dim"] = FEATURE_DIM
+        return spec
+
+    def encode(self, items: Sequence[Any], *, batch_size: int = 32, progress: bool = False) -> np.ndarray:
+        return l2_normalize(
+            self.rich.encode(items, batch_size=batch_size, progress=progress)[:, :FEATURE_DIM]
+        )
+
+    def encode_paths(
+        self,
+        paths: Sequence[str | os.PathLike[str]],
+        hashes: Sequence[str | None] | None = None,
+        *,
+        batch_size: int = 32,
+        progress: bool = False,
+    ) -> np.ndarray:
+        feats = self.rich.encode_paths(paths, hashes, batch_size=batch_size, progress=progress)
+        return l2_normalize(feats[:, :FEATURE_DIM])
+
+
 def _factory(variant: str):
     def make(**kwargs: Any) -> EfficientNetLiteEncoder:
         return EfficientNetLiteEncoder(variant, **kwargs)
@@ -516,5 +561,5 @@ for _v, _info in VARIANTS.items():
     register_encoder(
         _info.model_name,
         "image",
-        f"EfficientNet-Lite{_v[-1]} ImageNet features + colour (rich, default) or pooled 1280-d; native {_info.native_size}px; kwargs: image_size, features, backend",
+        f"EfficientNet-Lite{_v[-1]} ImageNet features: pooled 1280-d (default) or rich (+ blocks + colour); native {_info.native_size}px; kwargs: image_size, features, backend",
     )(_factory(_v))

@@ -71,8 +71,10 @@ def encode_products(
             out["image"] = (pos, vecs)
             if embedder.joint is not None:  # a trained model's space: photos projected into it
                 joint = embedder.joint_from_base("image", vecs)
-                if joint is None:
-                    joint = embedder.joint.encode_images(items, batch_size=batch_size, progress=progress)
+                if joint is None:  # (the shared feature cache makes the second pass cheap)
+                    joint = _encode_images(
+                        embedder.joint, items, hashes, batch_size=batch_size, progress=progress
+                    )
                 out["joint"] = (pos, joint)
     return out
 

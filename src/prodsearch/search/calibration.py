@@ -125,7 +125,8 @@ def score_weights(z: np.ndarray, grades: np.ndarray, ideal: np.ndarray, w: np.nd
 def best_weights(
     judged: Judged, stats: Mapping[str, tuple[float, float]], grid: Sequence[float] = GRID
 ) -> tuple[dict[str, float], float]:
-    """The grid combination with the best mean metric (ties: nearest to equal weights)."""
+    """The grid combination with the best mean metric (ties: least weight on trained signals, then
+    nearest to equal weights)."""
     z, grades = z_matrix(judged, stats), _grade_matrix(judged)
     best: tuple[float, float, tuple[float, ...]] | None = None
     for combo in itertools.product(grid, repeat=len(judged.signals)):
@@ -134,11 +135,14 @@ def best_weights(
             continue
         m = score_weights(z, grades, judged.ideal, w, judged.metric)
         spread = float(np.abs(w / w.max() - 1.0).sum())
-        key = (m, -spread, combo)
-        if best is None or key[:2] > best[:2]:
+        # ties go to the least weight on a trained signal (learning must not make search worse
+        # where the queries cannot tell), then to the weights nearest equal
+        trained = sum(float(v) / w.max() for s, v in zip(judged.signals, w, strict=True) if s not in UNTUNED)
+        key = (round(m, 9), -trained, -spread, combo)
+        if best is None or key[:3] > best[:3]:
             best = key
     assert best is not None
-    w = {s: float(v) / max(grid) for s, v in zip(judged.signals, best[2], strict=True)}
+    w = {s: float(v) / max(grid) for s, v in zip(judged.signals, best[3], strict=True)}
     return w, best[0]
 
 

@@ -207,6 +207,10 @@ def load_index_embedder(run_dir: str | Path, factory: TowerFactory | None = None
     _, cfg, _ = load_trained_model(run_dir, factory)
     text = getattr(joint.text, "base", None) or factory.text_encoder(cfg)
     image = getattr(joint.image, "base", None) or factory.image_encoder(cfg)
+    if getattr(image, "features", None) == "rich":
+        from prodsearch.encoders.image import PooledView
+
+        image = PooledView(image)  # untuned photo vectors stay the pooled ones (encoders/image.py)
     return Embedder(text, image, aligned=False, joint=joint, name=f"{text.name}+{image.name}+{joint.name}")
 
 
