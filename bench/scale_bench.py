@@ -3,8 +3,8 @@ FAISS graph measured side by side in the same run.
 
     python bench/scale_bench.py [--n 1000000] [--dim 384] [--queries 200] [--record]
 
-Vectors: unit vectors drawn around 4,096 random centres (clustered like real embeddings, so ANN
-recall means something). Reports build time, RAM (RSS growth) and disk bytes per product, single
+Vectors: unit vectors drawn around 4,096 random centres with noise of norm ``NOISE``
+(clustered like real embeddings, so ANN recall means something). Reports build time, RAM (RSS growth) and disk bytes per product, single
 query (k=10) p50/p99 through :class:`prodsearch.index.backend.FaissBackend` and through the bare
 ``faiss.IndexHNSWFlat.search`` on the same graph (the wrapper's overhead as a ratio), recall@10
 against exact search, and filtered recall@10 at 1%, 10% and 50% selectivity (exact over the
@@ -26,6 +26,9 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from common import dir_size_mb, pct, record, table  # noqa: E402
 
+#: Norm of the noise around a centre (the centres have norm 1): neighbours spread over clusters.
+NOISE = 1.0
+
 
 def rss_mb() -> float:
     with open(f"/proc/{os.getpid()}/statm") as fh:
@@ -38,7 +41,7 @@ def clustered(
     out = np.empty((n, dim), np.float32)
     for s in range(0, n, chunk):
         m = min(chunk, n - s)
-        v = centres[rng.integers(len(centres), size=m)] + 0.6 * rng.standard_normal((m, dim)).astype(
+        v = centres[rng.integers(len(centres), size=m)] + NOISE * rng.standard_normal((m, dim)).astype(
             np.float32
         ) / np.sqrt(dim)
         out[s : s + m] = v / np.linalg.norm(v, axis=1, keepdims=True)
@@ -78,8 +81,8 @@ def main() -> None:
     backend.upsert(iids, vecs)
     backend.compact()  # builds the HNSW graph of the main segment
     build_s = time.perf_counter() - t
+    ram_b = (rss_mb() - rss0) * 2**20 / args.n  # the input array existed before and after: not counted
     del vecs  # the backend holds its own copy
-    ram_b = (rss_mb() - rss0) * 2**20 / args.n
     root = Path(tempfile.mkdtemp(prefix="scale-bench-"))
     try:
         backend.save(root, "text", meta={"applied_seq": 0})
