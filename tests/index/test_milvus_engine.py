@@ -221,3 +221,18 @@ def test_http_service_serves_a_milvus_index_unchanged(two_indexes):
             got[name] = [(x["id"], round(x["score"], 5)) for x in r.json()["results"]]
             assert client.get("/healthz").status_code == 200
     assert got["milvus"] == got["embedded"] and got["milvus"][0][0] == "p06"
+
+
+@pytest.mark.slow  # two evaluation runs
+def test_evaluate_scores_a_milvus_index_as_the_embedded_one(two_indexes, tmp_path):
+    from prodsearch.evaluation.runner import run_evaluation
+
+    _, emb_dir, mil_dir, _ = two_indexes
+    runs = {
+        name: run_evaluation(
+            folder, tmp_path / name, embedder=fake_embedder(), progress=False, max_queries=50
+        )
+        for name, folder in (("embedded", emb_dir), ("milvus", mil_dir))
+    }
+    assert {"dense-text", "image", "hybrid"} <= set(runs["milvus"]["systems"])
+    assert runs["milvus"]["systems"] == runs["embedded"]["systems"]
