@@ -30,3 +30,20 @@ def test_heads_on_real_encoders_through_the_catalog_reader(tmp_path, tiny_catalo
     i = emb.image.encode_paths([str(tiny_catalog.parent / "images/p01.jpg")])
     assert t.shape == i.shape == (1, 16) and np.isclose(np.linalg.norm(i), 1, atol=1e-5)
     assert emb.spec()["image"]["base"]["name"] == "efficientnet-lite0"
+
+
+@pytest.mark.slow
+def test_train_time_text_tower_equals_search_time_minilm():
+    """The fine-tuned text tower starts from exactly the features the index and queries use."""
+    import torch
+
+    from prodsearch.encoders.base import create_encoder
+    from prodsearch.training.model import TextTower
+    from prodsearch.training.towers import minilm_path
+
+    texts = ["Navy Blue Shirts for men", "Lucera Women Silver Earrings", "t-shirt", "rouge robe d'été"]
+    tower = TextTower.from_path(minilm_path()).eval()
+    with torch.no_grad():
+        train_time = tower(texts).numpy()
+    search_time = create_encoder("minilm").encode(texts)
+    assert np.abs(train_time - search_time).max() < 1e-4
