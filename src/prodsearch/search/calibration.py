@@ -94,7 +94,7 @@ def metric_of(order_grades: np.ndarray, ideal: np.ndarray, metric: str) -> np.nd
     if metric == "mrr":
         rel = order_grades > 0
         first = np.where(rel.any(1), rel.argmax(1), -1)
-        return np.where(first >= 0, 1.0 / (first + 1), 0.0)
+        return np.where(first >= 0, 1.0 / np.maximum(first + 1, 1), 0.0)
     dcg = M.dcg_at_k(order_grades.astype(np.float64), 10)  # linear gains, as `prodsearch evaluate`
     return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1), 0.0)
 
