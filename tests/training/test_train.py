@@ -159,3 +159,28 @@ def test_attribute_term_is_skipped_with_its_reason_when_attributes_are_unique(
     rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert "train_attribute" not in rows[0]
     assert "loss term 'attribute' skipped" in caplog.text and "sku" in caplog.text
+
+
+def test_training_test_metrics_equal_the_evaluation_protocol(tmp_path, products, bert_dir):
+    """One protocol under one name: the run's own test R@1/R@10/MRR are what `prodsearch evaluate`'s
+    title2image reports for the same model on the same catalog (whole catalog as gallery)."""
+    from prodsearch.evaluation.corpus import Corpus
+    from prodsearch.catalog.images import file_sha256
+    from prodsearch.evaluation.runner import _encode_corpus, evaluate
+
+    for p in products:  # real content hashes (the fixture fakes one shared photo by its hash alone)
+        p.image_hash = file_sha256(p.image_path)
+    out = tmp_path / "run"
+    res = train(
+        None, out, TrainConfig(**FAST), products=products, factory=TinyFactory(bert_dir), progress=False
+    )
+    split = json.loads((out / "split.json").read_text())
+    test = np.asarray([i for i, p in enumerate(products) if p.id in set(split["test"])], dtype=np.int64)
+    emb = load_trained_embedder(out, factory=TinyFactory(bert_dir))
+    corpus = Corpus(products, test=test)
+    result = evaluate(corpus, [_encode_corpus("run", emb, products, False)], protocols=["title2image"])
+    got = result["systems"]["image"]
+    assert res.test_metrics["test_gallery"] == len(products)
+    assert got["title2image/recall@1"] == pytest.approx(res.test_metrics["test_r1"], abs=1e-6)
+    assert got["title2image/recall@10"] == pytest.approx(res.test_metrics["test_r10"], abs=1e-6)
+    assert got["title2image/mrr"] == pytest.approx(res.test_metrics["test_mrr"], abs=1e-5)

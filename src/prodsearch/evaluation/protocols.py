@@ -70,25 +70,38 @@ def _require_test(corpus: Corpus, what: str) -> None:
         raise ProtocolSkipped(f"{what}: the test split is empty (catalog too small?)")
 
 
+def distinct_title_queries(
+    titles: list[str], candidates: np.ndarray, *, max_queries: int, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """The title->image queries: ``(query positions (Q,), title label of every item (N,))``.
+
+    Labels are exact (whitespace-stripped) titles; the candidates are shuffled with ``seed`` and the
+    first product of each distinct title is a query, up to ``max_queries``. ``prodsearch train``
+    scores its validation and test splits with this same function, so both report one protocol.
+    """
+    labels = _codes([t.strip() for t in titles])
+    seen: set[int] = set()
+    source = []
+    for pos in _shuffled(np.sort(np.asarray(candidates, dtype=np.int64)), seed, 1).tolist():
+        if labels[pos] not in seen:
+            seen.add(labels[pos])
+            source.append(pos)
+            if len(source) >= max_queries:
+                break
+    return np.asarray(source, dtype=np.int64), labels
+
+
 def title2image(corpus: Corpus, *, max_queries: int = 2000, seed: int = 0) -> QuerySet:
     """Distinct test-split titles (of products with a photo) -> image vectors of the whole catalog."""
     _require_test(corpus, "title2image")
     if not corpus.has_image.any():
         raise ProtocolSkipped("title2image: no product has a photo (the mapping has no image column?)")
     titles = [p.title.strip() for p in corpus.products]
-    labels = _codes(titles)
     cand = corpus.test[corpus.has_image[corpus.test]]
     if len(cand) == 0:
         raise ProtocolSkipped("title2image: no test product has a photo")
-    seen: set[int] = set()
-    source = []
-    for pos in _shuffled(np.sort(cand), seed, 1).tolist():
-        if labels[pos] not in seen:
-            seen.add(labels[pos])
-            source.append(pos)
-            if len(source) >= max_queries:
-                break
-    src = np.asarray(source, dtype=np.int64)
+    src, labels = distinct_title_queries(titles, cand, max_queries=max_queries, seed=seed)
+    source = src.tolist()
     qrels = LabelQrels(labels, labels[src])
     judgement = Judgement(qrels, ["recall@1", "recall@10", "mrr"], eligible=corpus.has_image, curve=True)
     queries = [titles[i] for i in source]

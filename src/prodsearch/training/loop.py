@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -28,7 +29,6 @@ from prodsearch.training.config import TrainConfig
 from prodsearch.training.data import (
     AttributeLabels,
     PairSet,
-    normalize_title,
     same_attributes,
     sample_text_indices,
 )
@@ -318,16 +318,14 @@ class Trainer:
                     )
                 )
             )
-        keys = [p.title_group[i] for i in idx]
-        seen: set[str] = set()
-        q_rows = []
-        for row, i in enumerate(idx):
-            k = normalize_title(p.titles[i])
-            if k not in seen:
-                seen.add(k)
-                q_rows.append(row)
-        q_rows = q_rows[: max_queries or self.cfg.val_max_queries]
-        m = retrieval_metrics(t[q_rows], gallery, [keys[r] for r in q_rows], p.title_group)
+        from prodsearch.evaluation.protocols import distinct_title_queries
+
+        src, labels = distinct_title_queries(
+            p.titles, np.asarray(idx), max_queries=max_queries or self.cfg.val_max_queries
+        )
+        row_of = {i: r for r, i in enumerate(idx)}
+        q_rows = [row_of[int(i)] for i in src]
+        m = retrieval_metrics(t[q_rows], gallery, labels[src].tolist(), labels.tolist())
         out = {f"{split}_{k}": v for k, v in m.items()}
         out[f"{split}_gallery"] = len(gallery)
         out[f"{split}_queries"] = len(q_rows)

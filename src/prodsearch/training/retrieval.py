@@ -1,8 +1,9 @@
 """Validation retrieval metrics (self-contained, multi-relevant): R@k and MRR of text -> image search.
 
-A query is relevant to every document with the same key (the normalised title), as in the
-Marqo-FashionCLIP leaderboard protocol. R@k = share of queries with a relevant document in the
-top k; MRR = mean of 1 / rank of the first relevant document (0 beyond ``max_rank``).
+A query is relevant to every document with the same key (the title), as in the Marqo-FashionCLIP
+leaderboard protocol. R@k = mean over queries of the share of their relevant documents in the
+top k (recall, as ``prodsearch evaluate`` computes it: one protocol, one metric under one name);
+MRR = mean of 1 / rank of the first relevant document (0 beyond ``max_rank``).
 """
 
 from __future__ import annotations
@@ -30,14 +31,18 @@ def retrieval_metrics(
     rr = 0.0
     for s in range(0, len(queries), chunk):
         sims = queries[s : s + chunk].float() @ docs.float().t()
-        top = sims.topk(depth, dim=1).indices  # (q, depth)
+        # ties go to the smaller document position, as in the evaluation's exact search
+        # (evaluation/systems.py exact_topk), so both report the same numbers
+        order = torch.arange(len(docs), dtype=torch.float64) * 1e-13
+        top = (sims.double() - order).topk(depth, dim=1).indices  # (q, depth)
         rel = dk[top] == qk[s : s + chunk, None]  # (q, depth)
+        n_rel = (dk[None, :] == qk[s : s + chunk, None]).sum(dim=1).clamp(min=1)  # (q,)
         any_rel = rel.any(dim=1)
         first = torch.where(
             any_rel, rel.float().argmax(dim=1), torch.full_like(any_rel, depth, dtype=torch.long)
         )
-        for k in ks:
-            hits[k] += float((first < k).sum())
+        for k in ks:  # recall@k: the share of the query's relevant documents found in the top k
+            hits[k] += float((rel[:, :k].sum(dim=1) / n_rel).sum())
         rr += float(
             torch.where(any_rel, 1.0 / (first.float() + 1), torch.zeros_like(first, dtype=torch.float)).sum()
         )
