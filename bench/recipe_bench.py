@@ -65,6 +65,17 @@ def derive_pooled_cache(products, image_size: int) -> None:
     )
 
 
+def photo_vectors(emb, items, hashes=None):
+    """(untuned vectors, trained-space vectors) of photos, from one pass of the run's image encoder
+    (the untuned ones are the rich features' pooled part, as in an index: encoders/image.py PooledView)."""
+    from prodsearch.encoders.base import l2_normalize
+    from prodsearch.encoders.image import FEATURE_DIM
+
+    head = emb.joint.image
+    feats = head.base.encode_paths(items, hashes) if hashes is not None else head.base.encode(items)
+    return l2_normalize(feats[:, :FEATURE_DIM]), head.project(feats)
+
+
 def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], queries=None, max_queries=500):
     """hit@1 / MRR of photo queries for untuned vectors, the joint space alone, and both calibrated.
 
@@ -77,14 +88,12 @@ def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], qu
 
     emb = load_index_embedder(run)
     with_photo = [p for p in products if p.image_path]
-    base = emb.image.encode_paths([p.image_path for p in with_photo], [p.image_hash for p in with_photo])
-    joint = emb.joint_from_base("image", base)
+    base, joint = photo_vectors(emb, [p.image_path for p in with_photo], [p.image_hash for p in with_photo])
     ids = np.asarray([p.id for p in with_photo])
     photo_of = {p.id: p.image_hash for p in with_photo}
 
     def judged(pairs):
-        q_base = emb.image.encode([q for q, _ in pairs])
-        q_joint = emb.joint_from_base("image", q_base)
+        q_base, q_joint = photo_vectors(emb, [q for q, _ in pairs])
         cands, vals, grades = [], [], []
         for i, (_, pid) in enumerate(pairs):
             s_img, s_joint = base @ q_base[i], joint @ q_joint[i]
@@ -150,11 +159,11 @@ def zero_shot_scores(run: Path, products, test_pos: np.ndarray) -> dict[str, flo
 
     emb = load_index_embedder(run)
     pos = np.asarray([i for i, p in enumerate(products) if p.image_path], dtype=np.int64)
-    feats = emb.image.encode_paths(
-        [products[i].image_path for i in pos], [products[i].image_hash for i in pos]
+    _, joint = photo_vectors(
+        emb, [products[i].image_path for i in pos], [products[i].image_hash for i in pos]
     )
     corpus = Corpus(products, test=test_pos)
-    ec = EmbeddedCorpus("run", emb.joint, {"image": (pos, emb.joint_from_base("image", feats))})
+    ec = EmbeddedCorpus("run", emb.joint, {"image": (pos, joint)})
     fields = resolve_fields(products)
     out = {}
     for name in (fields.type, fields.colour):
