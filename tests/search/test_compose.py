@@ -34,3 +34,9 @@ def test_filters_apply_inside_the_anchor_set(tiny_engine, tiny_catalog, monkeypa
     monkeypatch.setattr(compose, "ANCHOR_POOL", 4)
     got = tiny_engine.search("black", image=photo, k=10, filters={"gender": "men"})
     assert got.results and all(r.attributes["gender"] == "men" for r in got.results)
+
+
+def test_a_filter_that_leaves_nothing_gives_an_empty_answer(tiny_engine, tiny_catalog):
+    photo = tiny_catalog.parent / "images" / "p01.jpg"
+    resp = tiny_engine.search("black", image=photo, k=5, filters={"colour": "purple"})
+    assert resp.results == []

@@ -51,6 +51,10 @@ def anchored_rankings(
     t = time.perf_counter()
     anchors = anchor_set(engine, image, allowed, pool or ANCHOR_POOL)
     timings["anchor"] = time.perf_counter() - t
+    if not len(anchors):  # the filters leave no product: an empty answer, not an error
+        from prodsearch.index.types import Hits
+
+        return {"image": Hits.empty()}
     rankings: dict[str, Any] = {}
     if "lexical" in want and text:
         t = time.perf_counter()
