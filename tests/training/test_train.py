@@ -164,8 +164,8 @@ def test_attribute_term_is_skipped_with_its_reason_when_attributes_are_unique(
 def test_training_test_metrics_equal_the_evaluation_protocol(tmp_path, products, bert_dir):
     """One protocol under one name: the run's own test R@1/R@10/MRR are what `prodsearch evaluate`'s
     title2image reports for the same model on the same catalog (whole catalog as gallery)."""
-    from prodsearch.evaluation.corpus import Corpus
     from prodsearch.catalog.images import file_sha256
+    from prodsearch.evaluation.corpus import Corpus
     from prodsearch.evaluation.runner import _encode_corpus, evaluate
 
     for p in products:  # real content hashes (the fixture fakes one shared photo by its hash alone)
