@@ -318,14 +318,14 @@ class Trainer:
                     )
                 )
             )
-        from prodsearch.evaluation.protocols import distinct_title_queries
+        from prodsearch.evaluation.protocols import DEPTH, distinct_title_queries
 
         src, labels = distinct_title_queries(
             p.titles, np.asarray(idx), max_queries=max_queries or self.cfg.val_max_queries
         )
         row_of = {i: r for r, i in enumerate(idx)}
         q_rows = [row_of[int(i)] for i in src]
-        m = retrieval_metrics(t[q_rows], gallery, labels[src].tolist(), labels.tolist())
+        m = retrieval_metrics(t[q_rows], gallery, labels[src].tolist(), labels.tolist(), max_rank=DEPTH)
         out = {f"{split}_{k}": v for k, v in m.items()}
         out[f"{split}_gallery"] = len(gallery)
         out[f"{split}_queries"] = len(q_rows)
