@@ -3,11 +3,16 @@ filters and facets, similar products, recommendations, explanations, and live up
 
 Signals (each a ranked list of products):
   * ``lexical``: BM25 over product text (text queries only);
-  * ``text``:    query vector vs product-text vectors;
-  * ``image``:   query vector vs product-image vectors.
-A text query reaches image vectors (and an image query reaches text vectors) only when the
-embedder is *aligned* (CLIP or a ``prodsearch train`` run). Signals are fused by RRF (default) or
-a normalised weighted sum; both are pure functions in :mod:`prodsearch.index.fusion`.
+  * ``text``:    query vector vs untuned product-text vectors;
+  * ``image``:   query vector vs untuned product-photo vectors;
+  * ``joint``:   the query in a trained model's shared space vs product photos in it (indexes built
+    with ``--model RUN``): text queries reach photos through it, photo queries get a second opinion.
+A text query reaches image vectors (and an image query reaches text vectors) directly only when the
+embedder is *aligned* (CLIP). Signals are fused by the index's calibrated fusion when it has one
+(per-signal score scales and weights per query kind fitted on held-out queries,
+:mod:`prodsearch.search.calibration`), else by RRF; a normalised weighted sum is the third choice.
+All are pure functions in :mod:`prodsearch.index.fusion`. A query photo that is in the catalog
+always returns its product first.
 """
 
 from __future__ import annotations
