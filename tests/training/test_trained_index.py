@@ -78,3 +78,17 @@ def test_same_photo_is_pinned_even_when_the_fusion_ignores_untuned_photos(traine
         resp = engine.search(image=photo, k=3, weights=only_joint, explain=True)
         assert resp.results[0].id == pid
         assert resp.results[0].explanation.contributions.get("same_photo") == 1.0
+
+
+def test_uncalibrated_trained_signal_gets_no_weight_in_fused_modes(trained_index):
+    """Without a calibration vouching for it, the joint signal does not change hybrid results: they
+    are exactly what the untuned signals give (its own "image" mode still uses it)."""
+    engine, catalog, _ = trained_index
+    assert engine.calibration is None
+    resp = engine.search("black leather wallet", k=5)
+    assert resp.signals == ["lexical", "text"]
+    untuned = engine.search("black leather wallet", k=5, weights={"joint": 0.0, "image": 0.0})
+    assert [r.id for r in resp.results] == [r.id for r in untuned.results]
+    photo = engine.search(image=catalog.parent / "images" / "p03.jpg", k=5)
+    assert photo.signals == ["image"]
+    assert engine.search("black", k=3, mode="image").signals == ["joint"]

@@ -49,6 +49,8 @@ GRID = (0.0, 0.25, 0.5, 1.0, 2.0)
 DEPTH = 200
 #: Fewer calibration queries than this and the index keeps its defaults (too noisy to fit).
 MIN_QUERIES = 20
+#: Query draws with other seeds when one draw gives fewer than MIN_QUERIES (small catalogs).
+ROUNDS = 5
 #: Signals an untuned index has; "joint" is a trained model's.
 UNTUNED = ("lexical", "text", "image")
 FORMAT = 1
@@ -233,15 +235,24 @@ def judge(
     for kind, (build, metric) in builders.items():
         if kind == "image" and "image" not in engine.vectors:
             continue
-        try:
-            qs = build(corpus, fields, max_queries=max_queries, seed=seed)
-        except ProtocolSkipped as err:
-            log.info("calibration: no %s queries (%s)", kind, err)
-            continue
-        qrels = qs.judgements[0].qrels
+        # a small split gives few queries: draw again with other seeds (other augmentations of the
+        # same held-out photos, other attribute phrases) until MIN_QUERIES, up to ROUNDS draws
+        rounds, seen_text = [], set()
+        for r in range(ROUNDS):
+            try:
+                qs = build(corpus, fields, max_queries=max_queries, seed=seed + 1000 * r)
+            except ProtocolSkipped as err:
+                log.info("calibration: no %s queries (%s)", kind, err)
+                break
+            keep = [qi for qi in range(len(qs)) if kind == "image" or qs.queries[qi].lower() not in seen_text]
+            seen_text.update(qs.queries[qi].lower() for qi in keep if kind == "text")
+            rounds += [(qs, qi) for qi in keep]
+            if len(rounds) >= min(max_queries, MIN_QUERIES) and (r > 0 or len(qs) >= MIN_QUERIES):
+                break
         cands, vals, grades, ideals = [], [], [], []
         names: list[str] | None = None
-        for qi in range(len(qs)):
+        for qs, qi in rounds[:max_queries]:
+            qrels = qs.judgements[0].qrels
             query = qs.queries[qi]
             ranks = engine.signal_rankings(
                 **({"text": query} if kind == "text" else {"image": query}), depth=DEPTH

@@ -281,11 +281,19 @@ class Engine:
         return self.manifest.settings.get("fusion") or None
 
     def fusion_weights(self, query_kind: str) -> dict[str, float]:
-        """Signal weights for a query kind ("text", "image", "text+image"): calibrated, else defaults."""
+        """Signal weights for a query kind ("text", "image", "text+image"): calibrated, else defaults.
+
+        A trained model's ``joint`` signal that no calibration has vouched for (a catalog too small
+        for held-out queries of that kind) gets weight 0 in fused modes: without evidence, search
+        stays what the untuned signals give (the "image" mode of a text query still uses it alone).
+        """
         cal = self.calibration
         if cal and query_kind in cal.get("weights", {}):
             return {**{s: 0.0 for s in DEFAULT_WEIGHTS}, **cal["weights"][query_kind]}
-        return dict(DEFAULT_WEIGHTS)
+        w = dict(DEFAULT_WEIGHTS)
+        if "joint" in self.vectors:
+            w["joint"] = 0.0
+        return w
 
     @reading
     def search(
@@ -340,7 +348,12 @@ class Engine:
         query_kind = (
             "text+image" if (text and image is not None) else ("image" if image is not None else "text")
         )
-        w = self.fusion_weights(query_kind) if fusion == "calibrated" else dict(DEFAULT_WEIGHTS)
+        # explicit rrf / weighted on a calibrated index: every signal equally (to compare against)
+        w = (
+            dict(DEFAULT_WEIGHTS)
+            if fusion != "calibrated" and self.calibration
+            else self.fusion_weights(query_kind)
+        )
         if weights:
             bad = set(weights) - set(DEFAULT_WEIGHTS)
             if bad:
