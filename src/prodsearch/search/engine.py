@@ -202,8 +202,10 @@ class Engine:
         image_weight: float,
         negative_weight: float,
         timings: dict[str, float],
+        want: tuple[str, ...] = MODE_SIGNALS["hybrid"],
     ) -> dict[str, np.ndarray]:
-        """Return a query vector per vector kind that the query can reach."""
+        """Return a query vector per vector kind that the query can reach (the trained space only
+        when ``want`` uses it: it may cost a second forward pass)."""
         t = time.perf_counter()
         emb = self.embedder
         q_text = emb.encode_text([text])[0] if text else None
@@ -216,7 +218,7 @@ class Engine:
         timings["encode"] = time.perf_counter() - t
 
         out: dict[str, np.ndarray] = {}
-        if emb.joint is not None and "joint" in self.vectors:
+        if emb.joint is not None and "joint" in self.vectors and "joint" in want:
             out["joint"] = self._joint_query(
                 q_text, q_img, text, image, negative, image_weight, negative_weight
             )
@@ -269,6 +271,16 @@ class Engine:
         if negative:
             q = q - negative_weight * joint.encode_text([negative])[0]
         return l2_normalize(np.asarray(q, np.float32)[None])[0]
+
+    def _reaches(self, signal: str, has_text: bool, has_image: bool) -> bool:
+        """Whether a query with text and/or a photo can rank by ``signal`` in this index."""
+        if signal not in self.vectors and signal != "lexical":
+            return False
+        if signal == "lexical":
+            return has_text
+        if signal == "joint" or self.aligned:
+            return True
+        return has_text if signal == "text" else has_image
 
     @property
     def cross_modal(self) -> bool:
@@ -367,10 +379,13 @@ class Engine:
         timings["filter"] = time.perf_counter() - t
 
         depth = max(CANDIDATES, k + offset)
+        # signals a fused mode gives weight 0 are not computed at all (a second forward pass saved)
+        reach = [x for x in MODE_SIGNALS[mode] if self._reaches(x, bool(text), image is not None)]
+        want = tuple(x for x in reach if w.get(x, 1.0) > 0) or MODE_SIGNALS[mode]
         rankings, qvecs, pinned = self._retrieve(
             text,
             image,
-            MODE_SIGNALS[mode],
+            want,
             depth,
             filters,
             allowed,
@@ -409,7 +424,7 @@ class Engine:
         rankings: dict[str, Any] = {}
         needs_vectors = any(s in want for s in ("text", "image", "joint")) or image is not None
         qvecs = (
-            self._encode_query(text, image, negative, image_weight, negative_weight, timings)
+            self._encode_query(text, image, negative, image_weight, negative_weight, timings, want)
             if needs_vectors
             else {}
         )
