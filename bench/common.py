@@ -72,3 +72,12 @@ def record(section: str, command: str, body: str) -> None:
         f"Machine: {machine()}\n\nCommand: `{command}`\n\n{body}\n"
     )
     BENCH_DOC.write_text(text)
+
+
+def record_run(section: str, script: str, argv: list[str] | None, body: str) -> None:
+    """:func:`record` with the exact command line of ``script`` (``argv`` or the process's own)."""
+    import shlex
+    import sys
+
+    args = argv if argv is not None else sys.argv[1:]
+    record(section, f"python bench/{script} " + " ".join(shlex.quote(a) for a in args), body)

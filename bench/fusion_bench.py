@@ -13,13 +13,12 @@ one row per query kind.
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record, table  # noqa: E402
+from common import record_run, table  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -58,13 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     print(body)
     print(f"({time.perf_counter() - t0:.0f} s)")
     if args.record:
-        cmd = "python bench/fusion_bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         note = (
             "Text queries: attribute queries from test-split products (graded, nDCG@10); image queries: "
             "augmented test-split photos -> their product (MRR). Gallery = every product of the index. "
             "untuned_* use only lexical/text/image; only_* rank by one signal."
         )
-        record("Fusion: RRF vs weighted sum vs calibrated", cmd, note + "\n\n" + body)
+        record_run("Fusion: RRF vs weighted sum vs calibrated", "fusion_bench.py", argv, note + "\n\n" + body)
     return 0
 
 

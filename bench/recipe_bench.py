@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import shlex
 import sys
 import tempfile
 import time
@@ -33,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, record, table  # noqa: E402
+from common import ROOT, record_run, table  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 CATALOGS = {
@@ -139,11 +138,8 @@ def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], qu
 
     out = {}
     for name, weights in (("untuned", {"image": 1.0}), ("joint", {"joint": 1.0}), ("calibrated", w)):
-        out[name] = {
-            "hit@1": hit1(test, weights)[0],
-            "hit@5": hit1(test, weights)[1],
-            "mrr": fused_metric(test, "calibrated", weights, stats),
-        }
+        h1, h5 = hit1(test, weights)
+        out[name] = {"hit@1": h1, "hit@5": h5, "mrr": fused_metric(test, "calibrated", weights, stats)}
     out["weights"] = w
     out["queries"] = len(test)
     return out
@@ -274,7 +270,6 @@ def main(argv: list[str] | None = None) -> int:
     body = table(rows, header)
     print(body)
     if args.record:
-        cmd = "python bench/recipe_bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         note = (
             f"Catalog {args.catalog} ({len(products)} products). R@k/MRR: the leaderboard protocol (test-split "
             "titles -> photos of every product, identical titles relevant), gallery = whole catalog. "
@@ -283,7 +278,7 @@ def main(argv: list[str] | None = None) -> int:
             "on validation photos."
             + (" Shopper photos: the grocery catalog's real in-store test photos." if shoppers else "")
         )
-        record(f"Training recipes: {args.catalog}", cmd, note + "\n\n" + body)
+        record_run(f"Training recipes: {args.catalog}", "recipe_bench.py", argv, note + "\n\n" + body)
     return 0
 
 

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import shlex
 import sys
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, pct, record, table  # noqa: E402
+from common import ROOT, pct, record_run, table  # noqa: E402
 
 GROCERY = ROOT.parent / "shared" / "datasets" / "grocery-store"
 
@@ -93,12 +92,16 @@ def main(argv: list[str] | None = None) -> int:
     body = table(rows, header)
     print(body)
     if args.record:
-        cmd = "python bench/shopper_bench.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         note = (
             f"{len(photos)} real in-store shopper photos (grocery `test` split) searched against the 81 "
             "catalogue products through Engine.search (what the CLI and the service run)."
         )
-        record("Shopper photos -> product through the served engine (grocery)", cmd, note + "\n\n" + body)
+        record_run(
+            "Shopper photos -> product through the served engine (grocery)",
+            "shopper_bench.py",
+            argv,
+            note + "\n\n" + body,
+        )
     return 0
 
 

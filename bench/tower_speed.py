@@ -14,13 +14,12 @@ catalog is extrapolated from the measured rate (stated as such).
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import record, table  # noqa: E402
+from common import record_run, table  # noqa: E402
 
 CATALOG_SIZE = 44_441
 
@@ -97,13 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     body = table(rows, header)
     print(body)
     if args.record:
-        cmd = "python bench/tower_speed.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
         note = (
             f"EfficientNet-Lite0 with rich features, batch {args.batch}, median of {args.steps - 1} steps, torch "
             f"threads {torch.get_num_threads()}; random pixels (speed only). The per-epoch minutes are the "
             "measured rate extrapolated to the fashion catalog, not a timed epoch."
         )
-        record("Image tower speed: training step vs inference", cmd, note + "\n\n" + body)
+        record_run(
+            "Image tower speed: training step vs inference", "tower_speed.py", argv, note + "\n\n" + body
+        )
     return 0
 
 

@@ -39,7 +39,7 @@ import numpy as np
 
 from prodsearch.catalog.schema import Product
 from prodsearch.evaluation import metrics as M
-from prodsearch.index.fusion import calibrated, fuse, signal_values
+from prodsearch.index.fusion import fuse, signal_values
 
 log = logging.getLogger(__name__)
 
@@ -163,7 +163,9 @@ def fused_metric(judged: Judged, method: str, weights: Mapping[str, float], stat
             seen = ~np.isnan(v[j])
             ids, raw = cand[seen], v[j][seen]
             order = np.lexsort((ids, -raw))
-            lists[sig] = Hits(ids[order], _raw_scores(sig, raw[order]))
+            # values were stored through signal_values (lexical / list max); fusion applies it again,
+            # which leaves a list whose best value is 1 unchanged
+            lists[sig] = Hits(ids[order], raw[order])
         if not lists:
             vals.append(0.0)
             continue
@@ -173,12 +175,6 @@ def fused_metric(judged: Judged, method: str, weights: Mapping[str, float], stat
         )
         vals.append(float(metric_of(top[None], np.asarray([ideal]), judged.metric)[0]) if len(top) else 0.0)
     return float(np.mean(vals)) if vals else 0.0
-
-
-def _raw_scores(signal: str, values: np.ndarray) -> np.ndarray:
-    # values were stored through signal_values (lexical / list max); fusion re-applies it, which is
-    # idempotent for a list whose best value is 1
-    return values
 
 
 def signal_stats(judged: Sequence[Judged]) -> dict[str, tuple[float, float]]:
@@ -423,4 +419,4 @@ def verdict(cal: dict[str, Any] | None, margin: float = 0.005) -> list[str]:
     return lines
 
 
-__all__ = ["calibrate", "compare", "verdict", "best_weights", "score_weights", "calibrated", "restrict"]
+__all__ = ["calibrate", "compare", "verdict", "best_weights", "score_weights", "restrict"]

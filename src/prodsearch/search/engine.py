@@ -511,7 +511,8 @@ class Engine:
             )
             fused_iids, fused_scores = np.asarray(fused.iids), np.asarray(fused.scores, dtype=np.float32)
         if len(pinned):
-            pin = np.asarray([i for i in pinned if i not in set(exclude)], dtype=np.int64)
+            excluded = set(exclude)
+            pin = np.asarray([i for i in pinned if i not in excluded], dtype=np.int64)
             rest = ~np.isin(fused_iids, pin)
             top = fused_scores.max() if len(fused_scores) else 0.0
             fused_iids = np.concatenate([pin, fused_iids[rest]])
