@@ -231,18 +231,40 @@ def _backbone_class():
                     f"input of shape {tuple(pixels.shape)} doesn't match the model: expected "
                     f"(N, 3, {self.image_size}, {self.image_size})"
                 )
-            if not self.taps:
-                return self.net.extract_features(pixels).mean(dim=(2, 3))
+            x, tapped = self.up_to(pixels, 0)
+            return self.from_block(x, 0, tapped)
+
+        def up_to(self, pixels: torch.Tensor, start: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+            """The stem and blocks ``[0, start)``: ``(activation entering block start, pooled taps
+            below start)``. With :meth:`from_block` it is the forward pass split in two, so a locked
+            bottom can be run once and cached (issue 8: caching activations below unlocked blocks)."""
             net = self.net
             x = net._swish(net._bn0(net._conv_stem(pixels)))
             tapped = []
-            for idx, block in enumerate(net._blocks):
-                rate = net._global_params.drop_connect_rate
-                x = block(x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
+            for idx in range(start):
+                x = self._block(idx, x)
+                if idx in self.taps:
+                    tapped.append(x.mean(dim=(2, 3)))
+            return x, tapped
+
+        def from_block(
+            self, x: torch.Tensor, start: int, tapped: Sequence[torch.Tensor] = ()
+        ) -> torch.Tensor:
+            """Blocks ``[start, L)`` and the head on the activation entering block ``start``;
+            ``tapped``: the pooled taps below ``start`` (from :meth:`up_to`). -> ``(N, dim)``."""
+            net = self.net
+            tapped = list(tapped)
+            for idx in range(start, len(net._blocks)):
+                x = self._block(idx, x)
                 if idx in self.taps:
                     tapped.append(x.mean(dim=(2, 3)))
             x = net._swish(net._bn1(net._conv_head(x)))
             return torch.cat([x.mean(dim=(2, 3)), *tapped], dim=1)
+
+        def _block(self, idx: int, x: torch.Tensor) -> torch.Tensor:
+            net = self.net
+            rate = net._global_params.drop_connect_rate
+            return net._blocks[idx](x, drop_connect_rate=rate * idx / len(net._blocks) if rate else rate)
 
     return EfficientNetFeatures
 

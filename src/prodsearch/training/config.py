@@ -73,7 +73,33 @@ class TrainConfig:
         choices=("heads", "top", "full", "lora"),
     )
     unlocked_groups: int = _f(2, "with freeze=top: tower layer groups unfrozen from the top", min=0)
-    freeze_norm_stats: bool = _f(True, "keep BatchNorm statistics of locked image-tower groups frozen")
+    text_unlocked_groups: int | None = _f(
+        None,
+        "with freeze=top: text-tower groups unfrozen (default unlocked_groups); 0 locks the text tower"
+        " and trains on its cached features (LiT, open_clip's lock-text)",
+        min=0,
+    )
+    image_unlocked_groups: int | None = _f(
+        None,
+        "with freeze=top: image-tower groups unfrozen (default unlocked_groups); 0 locks the image tower"
+        " and trains on its cached features (LiT, open_clip's lock-image)",
+        min=0,
+    )
+    freeze_norm_stats: bool = _f(
+        True, "keep locked image-tower groups in eval mode (BatchNorm statistics, no drop-connect)"
+    )
+    cache_activations: bool = _f(
+        True,
+        "with an unlocked image tower: run its locked bottom once per photo view and cache the activations,"
+        " so a step runs only the unlocked blocks (needs freeze_norm_stats)",
+    )
+    activation_views: int = _f(
+        2,
+        "views cached per photo with cache_activations: the photo, then colour-safe augmented views"
+        " (a step samples one)",
+        min=1,
+        max=8,
+    )
     lora_r: int = _f(8, "LoRA rank", min=1, max=256)
     lora_alpha: float = _f(16.0, "LoRA alpha", min=0.0)
     lora_dropout: float = _f(0.05, "LoRA dropout", min=0.0, max=0.9)
@@ -190,6 +216,12 @@ def _coerce(name: str, ftype: str, value: Any) -> Any:
     return value
 
 
+def unlocked(cfg: TrainConfig, tower: str) -> int:
+    """Layer groups of ``tower`` ("text" or "image") unfrozen with ``freeze=top``."""
+    own = cfg.text_unlocked_groups if tower == "text" else cfg.image_unlocked_groups
+    return cfg.unlocked_groups if own is None else own
+
+
 def validate(cfg: TrainConfig) -> TrainConfig:
     """Check every field against its ``choices`` / ``min`` / ``max``; raise one ConfigError listing all problems."""
     problems = []
@@ -214,6 +246,8 @@ def validate(cfg: TrainConfig) -> TrainConfig:
         parse_loss(cfg.loss)
     except ConfigError as err:
         problems.append(str(err))
+    if cfg.freeze == "top" and unlocked(cfg, "text") == 0 and unlocked(cfg, "image") == 0:
+        problems.append("freeze=top with no unlocked group in either tower (use freeze=heads)")
     if cfg.val_fraction <= 0 and cfg.patience > 0:
         problems.append("patience > 0 needs val_fraction > 0 (early stopping reads the validation metric)")
     if problems:

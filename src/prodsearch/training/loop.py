@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from prodsearch.training.activations import TowerActivations
 from prodsearch.training.augment import ColourSafeAugment
 from prodsearch.training.checkpoint import save_checkpoint
 from prodsearch.training.config import TrainConfig
@@ -64,6 +65,7 @@ class TrainData:
     image_feats: torch.Tensor | None = None
     preprocess: Callable[[Any], torch.Tensor] | None = None
     attributes: AttributeLabels | None = None
+    activations: TowerActivations | None = None  # cached bottom of a partly unlocked image tower
 
 
 def param_groups(model: JointModel, cfg: TrainConfig, extra: list[nn.Module] = ()) -> list[dict[str, Any]]:
@@ -189,6 +191,10 @@ class Trainer:
         d = self.data
         if self.model.image_tower is None:
             return self.model.encode_image(feats=d.image_feats[torch.as_tensor(idx)].to(self.device))
+        if d.activations is not None:  # only the unlocked blocks run; augmentation = a cached view
+            views = [rng.randrange(d.activations.views) if rng is not None else 0 for _ in idx]
+            tower = self.model.image_tower
+            return self.model.encode_image(feats=tower.top(*d.activations.batch(idx, views, self.device)))
         from prodsearch.catalog.images import load_image
 
         imgs = []

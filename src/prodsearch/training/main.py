@@ -24,8 +24,10 @@ import torch
 from prodsearch.catalog.schema import Product
 from prodsearch.errors import ConfigError
 from prodsearch.paths import atomic_write_text
+from prodsearch.training.activations import cached_activations, can_cache
+from prodsearch.training.augment import ColourSafeAugment
 from prodsearch.training.checkpoint import load_checkpoint, save_checkpoint
-from prodsearch.training.config import TrainConfig, from_dict, load_config, validate
+from prodsearch.training.config import TrainConfig, from_dict, load_config, unlocked, validate
 from prodsearch.training.data import PairSet, attribute_labels, build_pairs, split_pairs
 from prodsearch.training.features import encode_cached
 from prodsearch.training.loop import TrainData, Trainer
@@ -63,8 +65,11 @@ class RunResult:
 
 
 def live_sides(cfg: TrainConfig) -> tuple[bool, bool]:
-    """(text tower trains, image tower trains) for a freezing strategy."""
-    return cfg.freeze in ("top", "full", "lora"), cfg.freeze in ("top", "full")
+    """(text tower trains, image tower trains) for a freezing strategy; with ``freeze=top`` a tower
+    with no unlocked group is locked (its features are cached, LiT)."""
+    if cfg.freeze == "top":
+        return unlocked(cfg, "text") > 0, unlocked(cfg, "image") > 0
+    return cfg.freeze in ("full", "lora"), cfg.freeze == "full"
 
 
 def build_model(
@@ -83,12 +88,12 @@ def build_model(
             text_tower.lock(0)
             apply_lora(text_tower, cfg.lora_r, cfg.lora_alpha, cfg.lora_dropout)
         elif cfg.freeze == "top":
-            text_tower.lock(cfg.unlocked_groups)
+            text_tower.lock(unlocked(cfg, "text"))
         text_dim = text_tower.dim
     if live_image:
         image_tower, preprocess, _ = factory.image_tower(cfg)
         if cfg.freeze == "top":
-            image_tower.lock(cfg.unlocked_groups, cfg.freeze_norm_stats)
+            image_tower.lock(unlocked(cfg, "image"), cfg.freeze_norm_stats)
         image_dim = image_tower.dim
     torch.manual_seed(cfg.seed)
     model = JointModel(
@@ -240,6 +245,29 @@ def prepare_data(
     return data, text_dim, image_dim
 
 
+def tower_activations(model: JointModel, data: TrainData, cfg: TrainConfig, progress: bool):
+    """The cached bottom of a partly unlocked image tower (:mod:`prodsearch.training.activations`),
+    or ``None`` (logged why) when the tower runs whole."""
+    if model.image_tower is None or not cfg.cache_activations:
+        return None
+    start, why = can_cache(model.image_tower, cfg.freeze_norm_stats)
+    if start is None:
+        log.info("image-tower activations not cached: %s", why)
+        return None
+    return cached_activations(
+        model.image_tower,
+        data.preprocess,
+        data.pairs.image_paths,
+        data.pairs.image_hashes,
+        start=start,
+        views=cfg.activation_views,
+        seed=cfg.seed,
+        augment=ColourSafeAugment() if cfg.image_augment else None,
+        batch_size=cfg.feature_batch_size,
+        progress=progress,
+    )
+
+
 def train(
     catalog: str | Path | None,
     out: str | Path,
@@ -281,6 +309,7 @@ def train(
         cfg = resolve_image_size(cfg, pairs, factory)
     data, text_dim, image_dim = prepare_data(pairs, split, cfg, factory, progress)
     model, data.preprocess = build_model(cfg, factory, text_dim, image_dim)
+    data.activations = tower_activations(model, data, cfg, progress)
     trainer = Trainer(model, cfg, data, out, progress=progress)
     if resume:
         trainer.load_state(load_checkpoint(out / "last.pt"))

@@ -142,7 +142,14 @@ class ImageTower(nn.Module):
         self._frozen_norms: list[nn.Module] = []
 
     def forward(self, pixels: torch.Tensor) -> torch.Tensor:
-        raw = self.backbone(pixels).float()
+        if not hasattr(self.backbone, "up_to"):
+            return self._combine(self.backbone(pixels).float(), pixels, None)
+        return self.top(*self.bottom(pixels, 0))
+
+    def _combine(
+        self, raw: torch.Tensor, pixels: torch.Tensor | None, hist: torch.Tensor | None
+    ) -> torch.Tensor:
+        raw = raw.float()
         if not self.tap_dims:
             return F.normalize(raw, dim=-1)
         from prodsearch.encoders.image import COLOUR_BINS, FEATURE_DIM, RICH_WEIGHTS
@@ -152,16 +159,50 @@ class ImageTower(nn.Module):
         for d in self.tap_dims:
             parts.append(RICH_WEIGHTS["tap"] * F.normalize(raw[:, start : start + d], dim=-1))
             start += d
-        hist = colour_histogram_torch(pixels, COLOUR_BINS)
-        parts.append(RICH_WEIGHTS["colour"] * F.normalize(hist, dim=-1))
+        if hist is None:
+            hist = colour_histogram_torch(pixels, COLOUR_BINS)
+        parts.append(RICH_WEIGHTS["colour"] * F.normalize(hist.float(), dim=-1))
         return F.normalize(torch.cat(parts, dim=1), dim=-1)
+
+    # --- the forward pass split at a block, so that a locked bottom runs once and is cached ---
+    def first_trainable_block(self) -> int | None:
+        """Index of the lowest backbone block with a trainable parameter (``len(blocks)`` when only
+        the head trains); ``None`` when the stem trains or the backbone cannot be split."""
+        net = getattr(self.backbone, "net", None)
+        if net is None or not hasattr(self.backbone, "up_to"):
+            return None
+        stem = [net._conv_stem, net._bn0]
+        if any(p.requires_grad for m in stem for p in m.parameters()):
+            return None
+        for idx, block in enumerate(net._blocks):
+            if any(p.requires_grad for p in block.parameters()):
+                return idx
+        return len(net._blocks)
+
+    def bottom(
+        self, pixels: torch.Tensor, start: int
+    ) -> tuple[torch.Tensor, int, list[torch.Tensor], torch.Tensor | None]:
+        """``(activation entering block start, start, pooled taps below it, colour histogram)``."""
+        from prodsearch.encoders.image import COLOUR_BINS
+
+        x, tapped = self.backbone.up_to(pixels, start)
+        hist = colour_histogram_torch(pixels, COLOUR_BINS) if self.tap_dims else None
+        return x, start, tapped, hist
+
+    def top(
+        self, x: torch.Tensor, start: int, tapped: list[torch.Tensor], hist: torch.Tensor | None
+    ) -> torch.Tensor:
+        """The rest of :meth:`forward` from :meth:`bottom`'s output (cached or fresh)."""
+        return self._combine(self.backbone.from_block(x, start, tapped), None, hist)
 
     def groups(self) -> list[list[nn.Parameter]]:
         return layer_groups(self.backbone)
 
     def lock(self, unlocked_groups: int = 0, freeze_norm_stats: bool = False) -> None:
-        """Freeze, unfreeze the top ``unlocked_groups`` groups; with ``freeze_norm_stats`` the BatchNorm
-        layers whose parameters are all frozen keep their running statistics (eval mode) during training."""
+        """Freeze, unfreeze the top ``unlocked_groups`` groups; with ``freeze_norm_stats`` the locked
+        parts stay in eval mode during training: BatchNorm layers whose parameters are all frozen keep
+        their running statistics, and wholly locked blocks apply no drop-connect. The locked bottom is
+        then a fixed function of the photo, which is what lets its activations be cached."""
         _lock(self.backbone, unlocked_groups)
         self._frozen_norms = []
         if freeze_norm_stats:
@@ -169,6 +210,10 @@ class ImageTower(nn.Module):
                 if isinstance(m, nn.modules.batchnorm._BatchNorm):
                     if not any(p.requires_grad for p in m.parameters(recurse=False)):
                         self._frozen_norms.append(m)
+            net = getattr(self.backbone, "net", None)
+            for block in getattr(net, "_blocks", ()):
+                if not any(p.requires_grad for p in block.parameters()):
+                    self._frozen_norms.append(block)
         self.train(self.training)
 
     def train(self, mode: bool = True) -> ImageTower:
