@@ -245,37 +245,100 @@ def judge(
             rounds += [(qs, qi) for qi in keep]
             if len(rounds) >= min(max_queries, MIN_QUERIES) and (r > 0 or len(qs) >= MIN_QUERIES):
                 break
-        cands, vals, grades, ideals = [], [], [], []
-        names: list[str] | None = None
-        for qs, qi in rounds[:max_queries]:
-            qrels = qs.judgements[0].qrels
-            query = qs.queries[qi]
-            ranks = engine.signal_rankings(
-                **({"text": query} if kind == "text" else {"image": query}), depth=DEPTH
-            )
-            if signals is not None:
-                ranks = {s: h for s, h in ranks.items() if s in signals}
-            if names is None:
-                names = sorted(ranks)
-            ids = np.unique(np.concatenate([np.asarray(ranks[s].iids) for s in names] or [np.zeros(0, int)]))
-            ids = np.asarray([i for i in ids.tolist() if i in pos_of_iid], dtype=np.int64)
-            v = np.full((len(names), len(ids)), np.nan)
-            col = {i: c for c, i in enumerate(ids.tolist())}
-            for j, s in enumerate(names):
-                h = ranks.get(s)
-                if h is None or not len(h.iids):
-                    continue
-                sv = signal_values(s, np.asarray(h.scores))
-                for iid, x in zip(np.asarray(h.iids).tolist(), sv.tolist(), strict=True):
-                    if iid in col:
-                        v[j, col[iid]] = x
-            dense = qrels.dense(qi)
-            cands.append(ids)
-            vals.append(v)
-            grades.append(dense[[pos_of_iid[i] for i in ids.tolist()]].astype(np.int8))
-            ideals.append(ideal_dcg(dense) if metric != "mrr" else 1.0)
-        if names and len(cands) >= 1:
-            out[kind] = Judged(metric, names, cands, vals, grades, np.asarray(ideals, dtype=np.float64))
+        items = [(qs.queries[qi], qs.judgements[0].qrels.dense(qi)) for qs, qi in rounds[:max_queries]]
+        jd = judge_queries(engine, kind, metric, items, pos_of_iid, signals)
+        if jd is not None:
+            out[kind] = jd
+    return out
+
+
+def judge_queries(
+    engine: Any,
+    kind: str,
+    metric: str,
+    items: Sequence[tuple[Any, np.ndarray]],
+    pos_of_iid: Mapping[int, int],
+    signals: Sequence[str] | None = None,
+) -> Judged | None:
+    """:class:`Judged` of ``items`` (query, dense grades over the products at ``pos_of_iid``'s
+    positions) with every signal's candidates from ``engine``; ``None`` without any query."""
+    cands, vals, grades, ideals = [], [], [], []
+    names: list[str] | None = None
+    for query, dense in items:
+        ranks = engine.signal_rankings(
+            **({"text": query} if kind == "text" else {"image": query}), depth=DEPTH
+        )
+        if signals is not None:
+            ranks = {s: h for s, h in ranks.items() if s in signals}
+        if names is None:
+            names = sorted(ranks)
+        ids = np.unique(np.concatenate([np.asarray(ranks[s].iids) for s in names] or [np.zeros(0, int)]))
+        ids = np.asarray([i for i in ids.tolist() if i in pos_of_iid], dtype=np.int64)
+        v = np.full((len(names), len(ids)), np.nan)
+        col = {i: c for c, i in enumerate(ids.tolist())}
+        for j, s in enumerate(names):
+            h = ranks.get(s)
+            if h is None or not len(h.iids):
+                continue
+            sv = signal_values(s, np.asarray(h.scores))
+            for iid, x in zip(np.asarray(h.iids).tolist(), sv.tolist(), strict=True):
+                if iid in col:
+                    v[j, col[iid]] = x
+        cands.append(ids)
+        vals.append(v)
+        grades.append(dense[[pos_of_iid[i] for i in ids.tolist()]].astype(np.int8))
+        ideals.append(ideal_dcg(dense) if metric != "mrr" else 1.0)
+    if not names or not cands:
+        return None
+    return Judged(metric, names, cands, vals, grades, np.asarray(ideals, dtype=np.float64))
+
+
+def merge(a: Judged | None, b: Judged | None) -> Judged | None:
+    """The queries of both (same metric; signals as ``a``'s, those ``b`` lacks are NaN there)."""
+    if a is None or b is None:
+        return a or b
+    names = sorted(set(a.signals) | set(b.signals))
+
+    def widen(jd: Judged) -> list[np.ndarray]:
+        out = []
+        for v in jd.values:
+            w = np.full((len(names), v.shape[1]), np.nan)
+            for j, s in enumerate(jd.signals):
+                w[names.index(s)] = v[j]
+            out.append(w)
+        return out
+
+    return Judged(
+        a.metric, names, a.candidates + b.candidates, widen(a) + widen(b), a.grades + b.grades,
+        np.concatenate([a.ideal, b.ideal]),
+    )  # fmt: skip
+
+
+def judge_interactions(engine: Any, products: list[Product], events: Sequence[Any]) -> dict[str, Judged]:
+    """Text and photo queries of shoppers' events, graded by event
+    (:func:`prodsearch.interactions.signals.judged_queries`), with every signal's candidates."""
+    from prodsearch.interactions.signals import judged_queries
+
+    iids = engine.store.iid_of([p.id for p in products])
+    pos_of_iid = {int(iid): i for i, iid in enumerate(iids)}
+    pos_of_id = {p.id: i for i, p in enumerate(products)}
+    out: dict[str, Judged] = {}
+    for kind, metric in (("text", "ndcg@10"), ("image", "mrr")):
+        if kind == "image" and "image" not in engine.vectors:
+            continue
+        items = []
+        for jq in judged_queries(events):
+            if jq.kind != kind:
+                continue
+            dense = np.zeros(len(products), dtype=np.int8)
+            for pid, g in jq.grades.items():
+                if pid in pos_of_id:
+                    dense[pos_of_id[pid]] = g
+            if dense.any():
+                items.append((jq.query, dense))
+        jd = judge_queries(engine, kind, metric, items, pos_of_iid)
+        if jd is not None:
+            out[kind] = jd
     return out
 
 
@@ -290,9 +353,19 @@ def split_params_for(engine: Any) -> Any:
 
 
 def calibrate(
-    engine: Any, *, max_queries: int = 300, seed: int = 0, save: bool = True
+    engine: Any,
+    *,
+    max_queries: int = 300,
+    seed: int = 0,
+    save: bool = True,
+    interactions: Sequence[Any] | None = None,
 ) -> dict[str, Any] | None:
     """Fit the index's fusion (see the module docstring); store it in the manifest when ``save``.
+
+    ``interactions``: shoppers' events of a held-out time window (:mod:`prodsearch.interactions`);
+    their queries, graded by event, join the validation queries of their kind, so that signals whose
+    help shows only on real shoppers' queries (a model trained on their clicks, ``popularity``) are
+    weighed by it.
 
     Returns the calibration dict, or ``None`` when the catalog gives fewer than
     :data:`MIN_QUERIES` validation queries of every kind (the index keeps RRF with equal weights).
@@ -300,6 +373,8 @@ def calibrate(
     products = list(engine.store.iter_products())
     params = split_params_for(engine)
     val = judge(engine, products, _positions(products, params, "val"), max_queries=max_queries, seed=seed)
+    shoppers = judge_interactions(engine, products, interactions) if interactions else {}
+    val = {k: merge(val.get(k), shoppers.get(k)) for k in sorted(set(val) | set(shoppers))}
     val = {k: j for k, j in val.items() if len(j) >= MIN_QUERIES}
     if not val:
         log.info("calibration skipped: fewer than %d validation queries", MIN_QUERIES)
@@ -329,6 +404,7 @@ def calibrate(
         },
         "split": vars(params),
         "gallery": len(products),
+        "interaction_queries": {k: len(j) for k, j in shoppers.items()},
     }
     result["comparison"] = compare(engine, products, params, result, max_queries=max_queries, seed=seed)
     if save:
