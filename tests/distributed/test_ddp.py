@@ -1,16 +1,13 @@
-"""Two gloo processes with half the batch each take the same step as one process with the whole
-batch (heads training on cached features: JointModel heads + the contrastive loss)."""
+"""DDP helpers: why the loss must gather the global batch, and how batches split over ranks.
+
+The two-process run through the real trainer is ``test_ddp_train.py``."""
 
 from __future__ import annotations
-
-import os
-import socket
-from pathlib import Path
 
 import pytest
 import torch
 
-from prodsearch.distributed.ddp import DistInfo, contrastive_step, init_from_env, shard, wrap
+from prodsearch.distributed.ddp import DistInfo, init_from_env, on_main, shard, share_from_main
 from prodsearch.training.losses import MultiPositiveInfoNCE
 from prodsearch.training.model import JointModel
 
@@ -30,46 +27,6 @@ def _model() -> JointModel:
     return JointModel(TEXT_DIM, IMAGE_DIM, embed_dim=8, head="mlp", head_hidden=16, dropout=0.0)
 
 
-def _train(info: DistInfo) -> dict[str, torch.Tensor]:
-    model = _model()
-    pair = wrap(model, info)
-    opt = torch.optim.AdamW(model.parameters(), lr=0.05)
-    text, image, target = _data()
-    rows = shard(list(range(BATCH)), info)
-    for step in range(STEPS):
-        contrastive_step(pair, opt, MultiPositiveInfoNCE(), text[step, rows], image[step, rows], target)
-    return {k: v.detach().clone() for k, v in model.state_dict().items()}
-
-
-def _worker(rank: int, world: int, port: int, out: str) -> None:
-    os.environ.update(
-        {"RANK": str(rank), "WORLD_SIZE": str(world), "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port)}
-    )
-    torch.set_num_threads(1)
-    info = init_from_env("gloo")
-    assert info.world_size == world and info.rank == rank and info.is_main == (rank == 0)
-    torch.save(_train(info), Path(out) / f"rank{rank}.pt")
-    torch.distributed.destroy_process_group()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.mark.slow  # two spawned Python processes importing torch
-def test_two_processes_equal_one_with_the_doubled_batch(tmp_path):
-    single = _train(DistInfo())
-    torch.multiprocessing.spawn(_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
-    ranks = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
-    before = _model().state_dict()
-    assert any(not torch.equal(single[k], before[k]) for k in single)  # the steps did change the heads
-    for key, want in single.items():
-        for r, got in enumerate(ranks):
-            torch.testing.assert_close(got[key], want, atol=2e-5, rtol=1e-4, msg=f"rank {r}: {key}")
-
-
 def test_local_loss_alone_would_differ():
     """Guards the test above: without gathering, each rank's loss sees only its half of the batch."""
     text, image, target = _data()
@@ -86,3 +43,12 @@ def test_uneven_batch_is_refused():
 
     with pytest.raises(ConfigError, match="a global batch of 15 does not split over 2 ranks"):
         shard(list(range(15)), DistInfo(rank=0, world_size=2))
+
+
+def test_single_process_helpers_are_plain_calls(monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    info = init_from_env()
+    assert info == DistInfo() and info.is_main and not info.distributed
+    assert shard([1, 2, 3], info) == [1, 2, 3]
+    assert on_main(info, lambda: 7) == 7 and share_from_main(info, {"a": 1}) == {"a": 1}
+    assert shard(list(range(8)), DistInfo(rank=1, world_size=2)) == [4, 5, 6, 7]

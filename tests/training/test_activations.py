@@ -151,3 +151,17 @@ def test_partly_unlocked_image_tower_trains_only_its_top(tmp_path, bert_dir, mon
     assert not torch.equal(state[top], fresh[top.removeprefix("image_tower.")])
     assert torch.equal(state[below], fresh[below.removeprefix("image_tower.")])
     assert not any(k.startswith("text_tower.") for k in state)
+
+
+def test_the_cache_key_follows_the_weights_of_the_locked_bottom():
+    from prodsearch.training.activations import _bottom_fingerprint
+
+    a, b, pretrained = _tower(), _tower(), _tower(pretrained=True)
+    assert _bottom_fingerprint(a, 13) == _bottom_fingerprint(b, 13)
+    assert _bottom_fingerprint(a, 13) != _bottom_fingerprint(pretrained, 13)
+    assert _bottom_fingerprint(a, 13) != _bottom_fingerprint(a, 12)
+    with torch.no_grad():  # a change above the split does not invalidate the cache; below it does
+        a.backbone.net._blocks[13]._project_conv.weight.add_(1.0)
+        assert _bottom_fingerprint(a, 13) == _bottom_fingerprint(b, 13)
+        a.backbone.net._blocks[2]._project_conv.weight.add_(1.0)
+        assert _bottom_fingerprint(a, 13) != _bottom_fingerprint(b, 13)

@@ -1,33 +1,41 @@
-"""Data-parallel contrastive training with torch.distributed (DDP): gloo on CPUs, NCCL on GPUs.
+"""Data-parallel training with torch.distributed (DDP): gloo on CPUs, NCCL on GPUs.
 
-Launch one process per device with ``torchrun --nproc-per-node N`` (or Ray Train's TorchTrainer,
-which sets the same environment variables); each process calls :func:`init_from_env`.
+``prodsearch train`` is data-parallel when launched by ``torchrun --nproc-per-node N -m
+prodsearch.cli train ...`` (or ``prodsearch train --nproc N``, which runs that command): each
+process calls :func:`init_from_env`, and the :class:`~prodsearch.training.loop.Trainer` runs
+in its distributed mode with the helpers below. ``batch_size`` stays the *global* batch: each
+rank embeds its :func:`shard` of every global batch.
 
 Contrastive losses need every other item of the batch as a negative, so plain DDP (each rank's
 loss over its own shard) is *not* the same as one process with the whole batch. As open_clip's
 ``--gather-with-grad`` does, each rank embeds its shard, :func:`gather_with_grad` collects every
-rank's embeddings (rank order = batch order), and the loss is computed over the global batch on
-every rank. Autograd's all-gather sends each rank the sum of all ranks' gradients for its own
-rows (world x the global loss's gradient) and DDP averages parameter gradients over ranks, so one
-step on ``W`` ranks with ``B/W`` items each equals one step of one process on ``B`` items
-(``tests/distributed/test_ddp.py``).
+rank's embeddings (rank order = batch order), and the whole loss (contrastive, attribute CE,
+matching) is computed over the global batch on every rank. Autograd's all-gather sends each rank
+the sum of all ranks' gradients for its own rows (world x the global loss's gradient) and DDP
+averages parameter gradients over ranks, so one step on ``W`` ranks with ``B/W`` items each
+equals one step of one process on ``B`` items (``tests/distributed/test_ddp_train.py``).
+Parameters that act only on the gathered batch (the logit scale, the matching head; the loss
+modules are outside the model) get the same full gradient on every rank and are left out of
+DDP's all-reduce.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
+from prodsearch import errors
 from prodsearch.errors import ConfigError
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -43,6 +51,10 @@ class DistInfo:
     def is_main(self) -> bool:
         """The rank that writes the run folder (metrics, checkpoints), as in a single-process run."""
         return self.rank == 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
 
     @property
     def device(self) -> torch.device:
@@ -63,10 +75,10 @@ def init_from_env(backend: str = "auto", init_method: str = "env://") -> DistInf
         raise ConfigError(f"distributed backend {backend!r} is unknown; expected gloo, nccl or auto")
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
     local = int(os.environ.get("LOCAL_RANK", rank))
-    if not dist.is_initialized():
-        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world)
     if backend == "nccl":
         torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend, init_method=init_method, rank=rank, world_size=world)
     log.info("rank %d/%d (%s) joined", rank, world, backend)
     return DistInfo(rank, world, local, backend)
 
@@ -93,52 +105,100 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 class PairForward(nn.Module):
-    """Wraps a two-tower model so that DDP sees one ``forward``: ``(text_in, image_in) ->
-    (text (b, D), image (b, D), logit scale)``, using ``encode_text(feats=...)`` / ``encode_image(feats=...)``
-    of :class:`prodsearch.training.model.JointModel` (heads on cached tower features)."""
+    """One ``forward`` for DDP to wrap: ``(text_args, image_args) -> (text (b, D), image (b, D))``.
 
-    def __init__(self, model: nn.Module):
+    ``text_side(*text_args)`` / ``image_side(*image_args)`` embed this rank's rows with ``model``'s
+    parameters (the trainer's own side functions: cached features or live towers), so DDP's
+    hooks see the forward pass that produced the gradients it reduces.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        text_side: Callable[..., torch.Tensor],
+        image_side: Callable[..., torch.Tensor],
+    ):
         super().__init__()
         self.model = model
+        self._text_side, self._image_side = text_side, image_side
 
-    def forward(self, text_feats: torch.Tensor, image_feats: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (
-            self.model.encode_text(feats=text_feats),
-            self.model.encode_image(feats=image_feats),
-            self.model.scale(),
-        )
-
-
-def wrap(model: nn.Module, info: DistInfo) -> nn.Module:
-    """``PairForward(model)`` under DDP when distributed (plain otherwise)."""
-    pair = PairForward(model)
-    if info.world_size == 1:
-        return pair
-    ids = [info.local_rank] if info.backend == "nccl" else None
-    return nn.parallel.DistributedDataParallel(pair, device_ids=ids)
+    def forward(
+        self, text_args: Sequence[Any], image_args: Sequence[Any]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        return self._text_side(*text_args), self._image_side(*image_args)
 
 
-def contrastive_step(
-    pair: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[..., torch.Tensor],
-    text_feats: torch.Tensor,
-    image_feats: torch.Tensor,
-    target: torch.Tensor | None = None,
-) -> float:
-    """One training step on this rank's shard; the loss is over the gathered global batch.
+def wrap(
+    pair: PairForward, info: DistInfo, *, ignore: Iterable[str] = (), find_unused: bool = False
+) -> nn.Module:
+    """``pair`` under DDP when distributed (``pair`` itself otherwise).
 
-    ``text_feats``/``image_feats``: ``(b, D_in)`` this rank's rows; ``target``: ``(B, B)`` positives
-    of the *global* batch (``None``: the identity). Returns the global loss.
+    ``ignore``: names of ``pair.model``'s parameters that DDP must not all-reduce (used only on
+    the gathered global batch: every rank computes their full gradient). ``find_unused``: some
+    trainable parameters may get no gradient in a step (e.g. a transformer's unused pooler).
     """
-    optimizer.zero_grad(set_to_none=True)
-    t, im, scale = pair(text_feats, image_feats)
-    t, im = gather_with_grad(t), gather_with_grad(im)
-    loss = loss_fn(t, im, scale, target)
-    loss.backward()
-    optimizer.step()
-    inner = pair.module if isinstance(pair, nn.parallel.DistributedDataParallel) else pair
-    clamp = getattr(inner.model, "clamp_", None)  # JointModel keeps its logit scale in range
-    if clamp is not None:
-        clamp()
-    return float(loss.detach())
+    if not info.distributed:
+        return pair
+    names = [f"model.{n}" for n in ignore]
+    nn.parallel.DistributedDataParallel._set_params_and_buffers_to_ignore_for_model(pair, names)
+    ids = [info.local_rank] if info.backend == "nccl" else None
+    return nn.parallel.DistributedDataParallel(pair, device_ids=ids, find_unused_parameters=find_unused)
+
+
+# ---------------------------------------------------------------------------- rank 0 decides
+def _share(info: DistInfo, value: Any = None) -> Any:
+    """Rank 0's ``value`` on every rank (a collective: every rank must call it)."""
+    box = [value if info.is_main else None]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def _raise_shared(failure: tuple[str, str] | None) -> None:
+    """Re-raise on this rank the error rank 0 hit (its prodsearch class, else RuntimeError)."""
+    if failure is None:
+        return
+    name, message = failure
+    cls = getattr(errors, name, None)
+    if isinstance(cls, type) and issubclass(cls, errors.ProdsearchError):
+        raise cls(message)
+    raise RuntimeError(f"rank 0 failed: {name}: {message}")
+
+
+def on_main(info: DistInfo, fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0 only (e.g. guarding and emptying the run folder); its result, or its
+    error, on every rank. Single process: just ``fn()``."""
+    if not info.distributed:
+        return fn()
+    result, failure = None, None
+    if info.is_main:
+        try:
+            result = fn()
+        except Exception as err:
+            failure = (type(err).__name__, str(err))
+            _share(info, (None, failure))
+            raise
+    result, failure = _share(info, (result, failure))
+    _raise_shared(failure)
+    return result  # type: ignore[return-value]
+
+
+def main_first(info: DistInfo, fn: Callable[[], T]) -> T:
+    """``fn()`` on rank 0, then on the other ranks, which find what it cached (frozen-tower
+    features: encoded once, not once per rank). An error on rank 0 is raised on every rank."""
+    if not info.distributed:
+        return fn()
+    if info.is_main:
+        try:
+            result = fn()
+        except Exception as err:
+            _share(info, (type(err).__name__, str(err)))
+            raise
+        _share(info, None)
+        return result
+    _raise_shared(_share(info))
+    return fn()
+
+
+def share_from_main(info: DistInfo, value: T) -> T:
+    """Rank 0's ``value`` (an epoch's metrics and early-stopping decision) on every rank."""
+    return _share(info, value) if info.distributed else value

@@ -4,6 +4,12 @@
 Each side of a batch comes either from cached frozen-tower features (fast path) or from a live
 tower (texts through the text tower, augmented photos through the image tower). The loop reads
 top to bottom: optimiser groups, schedule, one epoch, evaluation, fit with early stopping.
+
+Data-parallel (``torchrun``, see :mod:`prodsearch.distributed.ddp`) is a mode of this one loop:
+every rank draws the same global batches and text variants, embeds its shard under DDP, gathers
+the global batch and computes the whole loss on it; rank 0 alone evaluates, decides early
+stopping (shared with the others) and writes the run folder. Photo augmentation is seeded per
+(epoch, product), so it does not depend on which rank draws a photo; dropout is seeded per rank.
 """
 
 from __future__ import annotations
@@ -23,6 +29,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from prodsearch.distributed.ddp import (
+    DistInfo,
+    PairForward,
+    gather_with_grad,
+    shard,
+    share_from_main,
+    wrap,
+)
 from prodsearch.training.activations import TowerActivations
 from prodsearch.training.augment import ColourSafeAugment
 from prodsearch.training.checkpoint import save_checkpoint
@@ -121,10 +135,18 @@ class Trainer:
     """Owns the model, optimiser, schedule and the run folder's metrics/checkpoints."""
 
     def __init__(
-        self, model: JointModel, cfg: TrainConfig, data: TrainData, out: Path, *, progress: bool = True
+        self,
+        model: JointModel,
+        cfg: TrainConfig,
+        data: TrainData,
+        out: Path,
+        *,
+        progress: bool = True,
+        dist: DistInfo | None = None,
     ):
         self.model, self.cfg, self.data, self.out = model, cfg, data, Path(out)
-        self.device = resolve_device(cfg)
+        self.dist = dist or DistInfo()
+        self.device = self.dist.device if self.dist.backend == "nccl" else resolve_device(cfg)
         self.model.to(self.device)
         terms = set(parse_loss(cfg.loss))
         self.contrastive = MultiPositiveInfoNCE()
@@ -160,13 +182,22 @@ class Trainer:
             else (lambda: nullcontext())
         )
         self.augment = ColourSafeAugment() if cfg.image_augment else None
-        self.progress = progress
+        self.progress = progress and self.dist.is_main
+        # DDP sees the per-rank forward; parameters used only on the gathered batch stay out of it
+        self.forward = wrap(
+            PairForward(model, self._text_side, self._image_side),
+            self.dist,
+            ignore=[
+                n for n, _ in model.named_parameters() if n == "logit_scale" or n.startswith("matching_head.")
+            ],
+            find_unused=not self._towers_frozen(),
+        )
         self.step = 0
         self.epoch = 0  # epochs completed
         self.best_metric: float | None = None
         self.best_epoch = 0
         self.bad_epochs = 0
-        self.writer = _summary_writer(self.out / "tb")
+        self.writer = _summary_writer(self.out / "tb") if self.dist.is_main else None
         log.info("trainable parameters: %d", count_trainable(model))
 
     # ---------------------------------------------------------------- batches
@@ -175,8 +206,10 @@ class Trainer:
         train = self.data.split["train"]
         order = torch.randperm(len(train), generator=g).tolist()
         bs = self.cfg.batch_size
+        w = self.dist.world_size
         for s in range(0, len(order), bs):
             chunk = [train[j] for j in order[s : s + bs]]
+            chunk = chunk[: len(chunk) - len(chunk) % w]  # ranks embed equal shares of a global batch
             if len(chunk) >= 2:  # a one-item batch has no negatives
                 yield chunk
 
@@ -187,12 +220,17 @@ class Trainer:
             return self.model.encode_text(feats=d.text_feats[rows].to(self.device))
         return self.model.encode_text(texts=[d.pairs.texts[i][v] for i, v in zip(idx, variants, strict=True)])
 
-    def _image_side(self, idx: list[int], rng: random.Random | None) -> torch.Tensor:
+    def _image_side(self, idx: list[int], epoch: int | None = None) -> torch.Tensor:
+        """Photos of ``idx`` embedded; augmented when training (``epoch`` given), with one draw per
+        (seed, epoch, product) whichever rank and batch position the photo lands on."""
         d = self.data
         if self.model.image_tower is None:
             return self.model.encode_image(feats=d.image_feats[torch.as_tensor(idx)].to(self.device))
         if d.activations is not None:  # only the unlocked blocks run; augmentation = a cached view
-            views = [rng.randrange(d.activations.views) if rng is not None else 0 for _ in idx]
+            views = [
+                self.augment_rng(epoch, i).randrange(d.activations.views) if epoch is not None else 0
+                for i in idx
+            ]
             tower = self.model.image_tower
             return self.model.encode_image(feats=tower.top(*d.activations.batch(idx, views, self.device)))
         from prodsearch.catalog.images import load_image
@@ -200,18 +238,24 @@ class Trainer:
         imgs = []
         for i in idx:
             img = load_image(d.pairs.image_paths[i])
-            if rng is not None and self.augment is not None:
-                img = self.augment(img, rng)
+            if epoch is not None and self.augment is not None:
+                img = self.augment(img, self.augment_rng(epoch, i))
             imgs.append(d.preprocess(img))
         return self.model.encode_image(pixels=torch.stack(imgs).to(self.device))
 
-    def _loss(
-        self, idx: list[int], variants: list[int], rng: random.Random | None
-    ) -> tuple[torch.Tensor, dict]:
+    def augment_rng(self, epoch: int, item: int) -> random.Random:
+        """The augmentation draws of ``item``'s photo in ``epoch``: independent of the batch and rank
+        it lands on, so that N data-parallel ranks augment exactly as one process does."""
+        return random.Random(f"{self.cfg.seed}:{epoch}:{item}")
+
+    def _loss(self, idx: list[int], variants: list[int], epoch: int) -> tuple[torch.Tensor, dict]:
+        """The loss of the global batch ``idx``: this rank embeds its shard, the gathered rows
+        (in ``idx`` order) feed every loss term."""
         p = self.data.pairs
+        mine, my_variants = shard(idx, self.dist), shard(variants, self.dist)
         with self.autocast():
-            t = self._text_side(idx, variants)
-            im = self._image_side(idx, rng)
+            t, im = self.forward((mine, my_variants), (mine, epoch))
+        t, im = gather_with_grad(t.float()), gather_with_grad(im.float())
         texts = [p.texts[i][v] for i, v in zip(idx, variants, strict=True)]
         text_ids: dict[str, int] = {}
         same_text = torch.as_tensor([text_ids.setdefault(s.lower(), len(text_ids)) for s in texts])
@@ -219,7 +263,6 @@ class Trainer:
             torch.as_tensor([p.title_group[i] for i in idx]), torch.as_tensor([p.image_group[i] for i in idx])
         )
         mask = (mask | (same_text[:, None] == same_text[None, :])).to(self.device)
-        t, im = t.float(), im.float()
         if self.siglip is not None:
             loss = self.siglip(t, im, self.model.scale(), mask)
             parts = {"siglip": loss.item()}
@@ -247,8 +290,9 @@ class Trainer:
     # ---------------------------------------------------------------- epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:
         self.model.train()
-        rng = random.Random(f"{self.cfg.seed}:{epoch}")
-        torch.manual_seed(self.cfg.seed * 100_003 + epoch)  # dropout: same draws after --resume
+        rng = random.Random(f"{self.cfg.seed}:{epoch}")  # text variants: the same draws on every rank
+        # dropout: the same draws after --resume, other draws on each rank (masks of other rows)
+        torch.manual_seed(self.cfg.seed * 100_003 + epoch + 1_000_003 * self.dist.rank)
         totals: dict[str, float] = {}
         n = 0
         batches = list(self._batches(epoch))
@@ -256,9 +300,14 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         for k, idx in enumerate(batches):
             variants = sample_text_indices(self.data.pairs, idx, rng, self.cfg.title_prob)
-            loss, parts = self._loss(idx, variants, rng)
+            step_now = (k + 1) % self.cfg.grad_accum == 0 or k + 1 == len(batches)
+            sync = nullcontext() if step_now or not self.dist.distributed else self.forward.no_sync()
+            with (
+                sync
+            ):  # a forward under no_sync: DDP all-reduces once per optimiser step, not per micro-batch
+                loss, parts = self._loss(idx, variants, epoch)
             (loss / self.cfg.grad_accum).backward()
-            if (k + 1) % self.cfg.grad_accum == 0 or k + 1 == len(batches):
+            if step_now:
                 if self.cfg.grad_clip > 0:
                     nn.utils.clip_grad_norm_(
                         [p for g in self.optimizer.param_groups for p in g["params"]], self.cfg.grad_clip
@@ -287,7 +336,7 @@ class Trainer:
         """Image embeddings of every product of the catalog (all splits): the evaluation gallery."""
         n = len(self.data.pairs)
         bs = max(self.cfg.batch_size, 64)
-        return torch.cat([self._image_side(list(range(s, min(n, s + bs))), None) for s in range(0, n, bs)])
+        return torch.cat([self._image_side(list(range(s, min(n, s + bs)))) for s in range(0, n, bs)])
 
     @torch.no_grad()
     def evaluate(self, split: str = "val", max_queries: int | None = None) -> dict[str, float]:
@@ -396,30 +445,25 @@ class Trainer:
             row: dict[str, Any] = {"epoch": epoch}
             row.update(self.train_epoch(epoch))
             row["epoch_seconds"] = round(time.perf_counter() - t0, 3)
-            if has_val:
+            if has_val and self.dist.is_main:  # rank 0 evaluates and decides; the others wait for it
                 row.update(self.evaluate("val"))
             row.update(
                 step=self.step + 0, lr=self.scheduler.get_last_lr()[0], logit_scale=self.model.scale().item()
             )
             self.epoch = epoch
-            metric = row.get(self.cfg.early_stop_metric)
-            if metric is None or self._improved(metric):
-                self.best_metric, self.best_epoch, self.bad_epochs = metric, epoch, 0
-                save_checkpoint(self.out / "best.pt", self.state())
-            else:
-                self.bad_epochs += 1
-            save_checkpoint(self.out / "last.pt", self.state())
-            history.append(row)
-            with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
-                fh.write(json.dumps(row) + "\n")
-            if self.writer is not None:
-                for k, v in row.items():
-                    if isinstance(v, (int, float)) and k != "epoch":
-                        self.writer.add_scalar(k, v, epoch)
-                self.writer.flush()
-            log.info(
-                "epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+            if self.dist.is_main:
+                metric = row.get(self.cfg.early_stop_metric)
+                if metric is None or self._improved(metric):
+                    self.best_metric, self.best_epoch, self.bad_epochs = metric, epoch, 0
+                    save_checkpoint(self.out / "best.pt", self.state())
+                else:
+                    self.bad_epochs += 1
+                self._record(row)
+            # every rank takes rank 0's metrics and early-stopping state: all ranks stop together
+            row, self.best_metric, self.best_epoch, self.bad_epochs = share_from_main(
+                self.dist, (row, self.best_metric, self.best_epoch, self.bad_epochs)
             )
+            history.append(row)
             if has_val and self.cfg.patience > 0 and self.bad_epochs >= self.cfg.patience:
                 log.info(
                     "early stopping: %s did not improve for %d epochs",
@@ -431,6 +475,21 @@ class Trainer:
         if self.writer is not None:
             self.writer.close()
         return history, stopped
+
+    def _record(self, row: dict[str, Any]) -> None:
+        """The epoch's files (rank 0 only): last checkpoint, metrics row, TensorBoard scalars, log line."""
+        epoch = row["epoch"]
+        save_checkpoint(self.out / "last.pt", self.state())
+        with open(self.out / "metrics.jsonl", "a", encoding="utf-8") as fh:
+            fh.write(json.dumps(row) + "\n")
+        if self.writer is not None:
+            for k, v in row.items():
+                if isinstance(v, (int, float)) and k != "epoch":
+                    self.writer.add_scalar(k, v, epoch)
+            self.writer.flush()
+        log.info(
+            "epoch %d: %s", epoch, {k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}
+        )
 
 
 def _summary_writer(path: Path):

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 
 from prodsearch.catalog.schema import Product
+from prodsearch.distributed.ddp import DistInfo, init_from_env, main_first, on_main, share_from_main
 from prodsearch.errors import ConfigError
 from prodsearch.paths import atomic_write_text
 from prodsearch.training.activations import cached_activations, can_cache
@@ -30,7 +31,7 @@ from prodsearch.training.checkpoint import load_checkpoint, save_checkpoint
 from prodsearch.training.config import TrainConfig, from_dict, load_config, unlocked, validate
 from prodsearch.training.data import PairSet, attribute_labels, build_pairs, split_pairs
 from prodsearch.training.features import encode_cached
-from prodsearch.training.loop import TrainData, Trainer
+from prodsearch.training.loop import TrainData, Trainer, resolve_device
 from prodsearch.training.lora import apply_lora
 from prodsearch.training.losses import MatchingHead, parse_loss
 from prodsearch.training.model import JointModel
@@ -288,7 +289,9 @@ def train(
     out = Path(out)
     cfg = config if isinstance(config, TrainConfig) else from_dict(config or {})
     validate(cfg)
-    cfg = _prepare_run_dir(out, cfg, resume, overwrite, resume_overrides or {})
+    dist = join_process_group(cfg)  # one process unless launched by torchrun (DDP)
+    progress = progress and dist.is_main
+    cfg = on_main(dist, lambda: _prepare_run_dir(out, cfg, resume, overwrite, resume_overrides or {}))
     factory = factory or TowerFactory()
     if cfg.threads:
         torch.set_num_threads(cfg.threads)
@@ -307,22 +310,25 @@ def train(
             raise ConfigError(f"--resume: the catalog differs from the one run {str(out)!r} was trained on")
     if not resume:
         cfg = resolve_image_size(cfg, pairs, factory)
-    data, text_dim, image_dim = prepare_data(pairs, split, cfg, factory, progress)
+    # rank 0 encodes the frozen sides' features into the cache; the other ranks then read them
+    data, text_dim, image_dim = main_first(dist, lambda: prepare_data(pairs, split, cfg, factory, progress))
     model, data.preprocess = build_model(cfg, factory, text_dim, image_dim)
-    data.activations = tower_activations(model, data, cfg, progress)
-    trainer = Trainer(model, cfg, data, out, progress=progress)
+    # rank 0 runs the locked bottom of a partly unlocked image tower into the cache; the others read it
+    data.activations = main_first(dist, lambda: tower_activations(model, data, cfg, progress))
+    trainer = Trainer(model, cfg, data, out, progress=progress, dist=dist)
     if resume:
         trainer.load_state(load_checkpoint(out / "last.pt"))
         log.info("resumed %s at epoch %d, step %d", out, trainer.epoch, trainer.step)
-    else:
+    elif dist.is_main:
         atomic_write_text(out / "config.json", json.dumps(cfg.to_dict(), indent=2))
         atomic_write_text(
             out / "split.json", json.dumps({k: [pairs.ids[i] for i in v] for k, v in split.items()})
         )
-    _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="running")
+    if dist.is_main:
+        _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="running")
     history, stopped = trainer.fit()
     test: dict[str, float] = {}
-    if (out / "best.pt").is_file():
+    if dist.is_main and (out / "best.pt").is_file():
         best = load_checkpoint(out / "best.pt")
         # the release checkpoint: weights + config only (no optimizer state), what search loads
         save_checkpoint(
@@ -332,6 +338,7 @@ def train(
         if len(split["test"]) >= 2:
             trainer.model.load_state_dict(best["model"], strict=not trainer._towers_frozen())
             test = trainer.evaluate("test")
+    test = share_from_main(dist, test)
     result = RunResult(
         run_dir=out,
         best_metric=trainer.best_metric,
@@ -344,8 +351,33 @@ def train(
         pairs={k: len(v) for k, v in split.items()},
         seconds=round(time.perf_counter() - t_start, 2),
     )
-    _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="done", result=result)
+    if dist.is_main:
+        _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="done", result=result)
+    leave_process_group(dist)
     return result
+
+
+def join_process_group(cfg: TrainConfig) -> DistInfo:
+    """Under ``torchrun``: join the job's process group (NCCL when this run trains on CUDA, else gloo)
+    and check that the global batch splits over the ranks; rank > 0 logs warnings only (rank 0
+    logs, shows progress and writes the run folder). Otherwise a single process."""
+    dist = init_from_env("nccl" if resolve_device(cfg).type == "cuda" else "gloo")
+    if not dist.distributed:
+        return dist
+    if cfg.batch_size % dist.world_size:
+        raise ConfigError(
+            f"batch_size {cfg.batch_size} (the global batch) does not split over {dist.world_size} "
+            f"processes; use a multiple of {dist.world_size}"
+        )
+    if not dist.is_main:
+        logging.getLogger("prodsearch").setLevel(logging.WARNING)
+    return dist
+
+
+def leave_process_group(dist: DistInfo) -> None:
+    if dist.distributed and torch.distributed.is_initialized():
+        torch.distributed.barrier()  # rank 0 has written the run folder before any rank returns
+        torch.distributed.destroy_process_group()
 
 
 def _write_run_json(
