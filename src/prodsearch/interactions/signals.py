@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,14 +152,3 @@ def read_popularity(index: str | Path) -> dict[str, float]:
     if not path.is_file():
         return {}
     return {str(k): float(v) for k, v in json.loads(path.read_text()).get("values", {}).items()}
-
-
-def session_weights(times: Sequence[float], *, half_life: float, now: float | None = None) -> list[float]:
-    """Recency weights ``0.5 ** ((now - t) / half_life)`` (``now``: the latest time). ``times`` may be
-    positions (0, 1, 2, ... oldest first) when events carry no timestamps: half_life is then in events."""
-    if not half_life > 0:
-        raise ConfigError(f"half_life must be > 0, got {half_life}")
-    if not times:
-        return []
-    now = max(times) if now is None else now
-    return [0.5 ** (max(0.0, now - t) / half_life) for t in times]

@@ -28,6 +28,7 @@ class ServiceContext:
     engine: Engine
     settings: Settings
     metrics: ServiceMetrics
+    interactions: Any = None  # InteractionLogger when settings.interaction_log is set
 
 
 async def get_ctx(request: Request) -> ServiceContext:

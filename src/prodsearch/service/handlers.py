@@ -42,7 +42,9 @@ def error_response(
 
 
 def _loc(loc: tuple) -> str:
-    return ".".join(str(p) for p in loc if p not in ("body", "query", "path")) or "body"
+    # only the leading part names where the value came from: a body field may be called "query"
+    parts = loc[1:] if loc and loc[0] in ("body", "query", "path") else loc
+    return ".".join(str(p) for p in parts) or "body"
 
 
 def validation_message(errors: list[dict]) -> tuple[str, str]:

@@ -39,6 +39,11 @@ class Settings(BaseSettings):
     default_k: int = Field(12, ge=1, description="Page size when the client gives none.")
     title: str = Field("prodsearch", description="Name shown in the web page and the OpenAPI docs.")
     log_level: str = Field("info", description="uvicorn log level.")
+    interaction_log: Path | None = Field(
+        None,
+        description="Opt-in: append text searches (their first results as 'view' events) and POST /events "
+        "(clicks, add-to-cart, purchases) to this JSONL interaction log; /events answers 403 when unset.",
+    )
 
     @field_validator("api_token", mode="before")
     @classmethod
