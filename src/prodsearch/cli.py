@@ -457,8 +457,10 @@ def train(
     verbose: Verbose = False,
 ) -> None:
     """Fine-tune text and image towers on the catalog's (title, image) pairs. Extra `--field value`
-    flags override config fields (see `prodsearch train-options`)."""
+    flags override config fields (see `prodsearch train-options`). Data-parallel on N processes:
+    `torchrun --nproc-per-node N -m prodsearch.cli train ...` (--batch-size is the global batch)."""
     _setup_logging(verbose)
+    from prodsearch.distributed.ddp import is_main_process
     from prodsearch.training.main import train_from_cli
 
     overrides = _parse_overrides(ctx.args)
@@ -471,7 +473,8 @@ def train(
         overwrite=overwrite,
         progress=_progress(progress),
     )
-    typer.echo(_train_summary(res))
+    if is_main_process():  # under torchrun, rank 0 reports for the job
+        typer.echo(_train_summary(res))
 
 
 def _train_summary(res: Any) -> str:

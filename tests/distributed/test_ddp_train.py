@@ -221,3 +221,35 @@ def _fake_two_ranks(backend: str):
 
     assert backend == "gloo"
     return DistInfo(rank=0, world_size=2, backend=backend)
+
+
+@pytest.mark.slow  # torchrun starts 2 processes that load the real (bundled) towers: ~35 s
+def test_torchrun_cli_trains_like_one_process(tmp_path, tiny_catalog, monkeypatch, capsys):
+    """The command of docs/deployment.md, on the default towers (MiniLM, EfficientNet-Lite0)."""
+    import subprocess
+
+    from prodsearch.cli import main
+
+    monkeypatch.setenv("PRODSEARCH_CACHE", str(tmp_path / "cache"))
+    args = ["--epochs", "2", "--batch-size", "4", "--embed-dim", "8", "--head-hidden", "16", "--dropout", "0"]
+    args += ["--val-fraction", "0.25", "--test-fraction", "0", "--threads", "1", "--no-progress"]
+    launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    two = tmp_path / "two"
+    cmd = [*launch, "-m", "prodsearch.cli", "train", str(tiny_catalog), "--out", str(two), *args]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.count("trained 2 epoch(s), 4 steps") == 1, done.stdout  # rank 0 reports
+    assert done.stderr.count("loss term 'attribute' skipped") == 1  # rank 1 logs errors only
+
+    one = tmp_path / "one"
+    with pytest.raises(SystemExit) as exc:
+        main(["train", str(tiny_catalog), "--out", str(one), *args])
+    assert exc.value.code in (0, None)
+    assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+    rows = [json.loads(line) for line in (two / "metrics.jsonl").read_text().splitlines()]
+    want = [json.loads(line) for line in (one / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == len(want) == 2
+    for got_row, want_row in zip(rows, want, strict=True):
+        for key, value in want_row.items():
+            if key != "epoch_seconds":
+                assert got_row[key] == pytest.approx(value, rel=1e-4, abs=1e-5), (got_row["epoch"], key)

@@ -83,6 +83,11 @@ def init_from_env(backend: str = "auto", init_method: str = "env://") -> DistInf
     return DistInfo(rank, world, local, backend)
 
 
+def is_main_process() -> bool:
+    """Whether this process reports for the job: rank 0 under torchrun, or not distributed."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def shard(batch: Sequence[Any], info: DistInfo) -> list[Any]:
     """This rank's contiguous share of a global batch (rank order = batch order after gathering).
 

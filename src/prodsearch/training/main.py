@@ -359,7 +359,7 @@ def train(
 
 def join_process_group(cfg: TrainConfig) -> DistInfo:
     """Under ``torchrun``: join the job's process group (NCCL when this run trains on CUDA, else gloo)
-    and check that the global batch splits over the ranks; rank > 0 logs warnings only (rank 0
+    and check that the global batch splits over the ranks; rank > 0 logs errors only (rank 0
     logs, shows progress and writes the run folder). Otherwise a single process."""
     dist = init_from_env("nccl" if resolve_device(cfg).type == "cuda" else "gloo")
     if not dist.distributed:
@@ -370,7 +370,7 @@ def join_process_group(cfg: TrainConfig) -> DistInfo:
             f"processes; use a multiple of {dist.world_size}"
         )
     if not dist.is_main:
-        logging.getLogger("prodsearch").setLevel(logging.WARNING)
+        logging.getLogger("prodsearch").setLevel(logging.ERROR)
     return dist
 
 
