@@ -1,38 +1,56 @@
-"""Vector search at scale: the embedded backend over N synthetic products (default 1M), with the raw
-FAISS graph measured side by side in the same run.
+"""Vector search at scale: the embedded backend over N synthetic products (default 1M), uncompressed
+and compressed (IVF-PQ), each with the raw FAISS index of the same kind measured side by side in the
+same run.
 
-    python bench/scale_bench.py [--n 1000000] [--dim 384] [--queries 200] [--record]
+    python bench/scale_bench.py [--n 1000000] [--dim 384] [--queries 200] [--plain hnsw|flat]
+                                [--compressed ivfpq|none] [--record]
 
-Vectors: unit vectors drawn around 4,096 random centres with noise of norm ``NOISE``
-(clustered like real embeddings, so ANN recall means something). Reports build time, RAM (RSS growth) and disk bytes per product, single
-query (k=10) p50/p99 through :class:`prodsearch.index.backend.FaissBackend` and through the bare
-``faiss.IndexHNSWFlat.search`` on the same graph (the wrapper's overhead as a ratio), recall@10
-against exact search, and filtered recall@10 at 1%, 10% and 50% selectivity (exact over the
-allowed products as the reference).
+Vectors: unit vectors drawn around 4,096 random centres with noise of norm ``NOISE`` (clustered like
+real embeddings, so ANN recall means something). For each index kind the script builds a
+:class:`prodsearch.index.backend.FaissBackend` as ``prodsearch index`` does (upsert + compaction),
+saves it, then loads it back as a served index would and reports: build time; RAM as the RSS growth
+of loading the saved index and running the queries, split into anonymous memory (owned by the
+process) and file-backed pages (the memory-mapped float32 vectors of a compressed index: page cache
+the kernel may reclaim); disk bytes per product; single-query (k=10) p50/p99 through the backend and
+through the bare FAISS index of the same kind (``IndexHNSWFlat``; for IVF-PQ an ``IndexRefineFlat``
+over the same trained ``IndexIVFPQ``, re-ranking as many candidates), so the wrapper's overhead is a
+ratio; recall@10 against exact search, and filtered recall@10 at 1%, 10% and 50% selectivity (exact
+over the allowed products as the reference). ``--plain flat`` measures the uncompressed side with the
+exact index (an HNSW build of 1M x 384 takes most of an hour on 2 cores).
 """
 
 from __future__ import annotations
 
 import argparse
-import os
+import ctypes
+import gc
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from common import dir_size_mb, pct, record, table  # noqa: E402
+from common import dir_size_mb, pct, record_run, table  # noqa: E402
 
 #: Norm of the noise around a centre (the centres have norm 1): neighbours spread over clusters.
 NOISE = 1.0
+SHARES = (0.01, 0.10, 0.50)
+#: Queries per filtered measurement.
+FILTER_QUERIES = 50
 
 
-def rss_mb() -> float:
-    with open(f"/proc/{os.getpid()}/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mb() -> dict[str, float]:
+    """Resident memory of this process in MiB: ``anon`` (owned) and ``file`` (mapped file pages)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(("RssAnon:", "RssFile:")):
+                out[line[3:7].lower()] = int(line.split()[1]) / 1024
+    return out
 
 
 def clustered(
@@ -53,20 +71,133 @@ def recall(got: list, ref: list) -> float:
     return hits / max(1, sum(len(r) for r in ref))
 
 
+def raw_index(main: Any, k: int) -> tuple[Any, str, Any]:
+    """The bare FAISS index of the same kind as ``main``'s, answering with labels == rows
+    (a freshly built index): (index, description, object to keep alive) or (None, reason, None)."""
+    import faiss
+
+    graph = main._graph
+    if graph is None:
+        return None, "exact numpy (no FAISS structure)", None
+    n = len(main)
+    assert np.array_equal(main._label_row, np.arange(n)), "labels of a fresh build are its rows"
+    if not main.compressed:
+        return graph, "raw faiss.IndexHNSWFlat", None
+    xb = np.ascontiguousarray(main._vecs[:n])  # IndexRefineFlat keeps its own float32 copy in RAM
+    refine = faiss.IndexRefineFlat(graph, faiss.swig_ptr(xb))
+    refine.k_factor = max(k, main.rerank) / k
+    graph.nprobe = main.nprobe
+    return refine, f"raw faiss.IndexRefineFlat(IndexIVFPQ), k_factor {refine.k_factor:g}", xb
+
+
+def measure(
+    label: str,
+    params: dict[str, Any],
+    vecs: np.ndarray,
+    queries: np.ndarray,
+    ref: list,
+    filters: list[tuple[float, np.ndarray, list]],
+) -> tuple[list[list[str]], str]:
+    from prodsearch.index.backend import FaissBackend
+
+    n, dim = vecs.shape
+    iids = np.arange(n, dtype=np.int64)
+    t = time.perf_counter()
+    backend = FaissBackend(dim, **params)
+    backend.upsert(iids, vecs)
+    backend.compact()  # builds the main segment's ANN structure
+    build_s = time.perf_counter() - t
+    root = Path(tempfile.mkdtemp(prefix="scale-bench-"))
+    try:
+        backend.save(root, "text", meta={"applied_seq": 0})
+        disk_b = dir_size_mb(root) * 2**20 / n
+        del backend
+        gc.collect()
+        ctypes.CDLL("libc.so.6").malloc_trim(0)  # freed heap back to the OS: RSS growth is the load's
+        rss0 = rss_mb()
+        backend = FaissBackend.load(root, "text")  # as a served index opens it
+        main = backend.main
+        got = [backend.search(q[None], 10)[0] for q in queries]
+        rss1 = rss_mb()
+        ram = {key: (rss1[key] - rss0[key]) * 2**20 / n for key in rss0}
+        raw, raw_name, keep = raw_index(main, 10)
+        wrap_t, raw_t = [], []
+        for q in queries:  # interleaved, so that load from other jobs hits both alike
+            t = time.perf_counter()
+            backend.search(q[None], 10)
+            wrap_t.append(time.perf_counter() - t)
+            if raw is not None:
+                t = time.perf_counter()
+                raw.search(q[None], 10)
+                raw_t.append(time.perf_counter() - t)
+        if raw is not None:
+            labels = raw.search(queries, 10)[1]
+            raw_recall = np.mean(
+                [
+                    len(set(lab[lab >= 0].tolist()) & set(r.iids.tolist())) / max(1, len(r))
+                    for lab, r in zip(labels, ref, strict=True)
+                ]
+            )
+        build = f"{build_s:.0f}"
+        ram_s = f"{ram['anon']:.0f} + {ram['file']:.0f} mapped"
+        rows = [
+            [label, build, ram_s, f"{disk_b:.0f}"]
+            + [f"{pct(wrap_t)['p50']:.2f}", f"{pct(wrap_t)['p99']:.2f}", f"{recall(got, ref):.3f}"]
+        ]
+        if raw_t:
+            rows.append(
+                [f"  {raw_name}", "", "", ""]
+                + [f"{pct(raw_t)['p50']:.2f}", f"{pct(raw_t)['p99']:.2f}", f"{raw_recall:.3f}"]
+            )
+        for share, allowed, sub_ref in filters:
+            ts, res = [], []
+            for q in queries[:FILTER_QUERIES]:
+                t = time.perf_counter()
+                res.append(backend.search(q[None], 10, allowed=allowed)[0])
+                ts.append(time.perf_counter() - t)
+            rows.append(
+                [f"  {label}, filter {share:.0%}", "", "", ""]
+                + [f"{pct(ts)['p50']:.2f}", f"{pct(ts)['p99']:.2f}", f"{recall(res, sub_ref):.3f}"]
+            )
+        p = main.params()
+        how = (
+            f"IVF-PQ nlist={main._graph.nlist} nprobe={p['nprobe']} {p['pq_m']} code bytes/vector, "
+            f"re-rank of {p['rerank']} candidates from the memory-mapped float32 vectors"
+            if main.compressed and main._graph is not None
+            else f"HNSW M={p['hnsw_m']} efConstruction={p['ef_construction']} efSearch={p['ef_search']}"
+            if main._graph is not None
+            else "exact (flat)"
+        )
+        note = f"{label}: {how}"
+        if raw_t:
+            note += f"; wrapper overhead p50 {pct(wrap_t)['p50'] / pct(raw_t)['p50']:.2f}x raw FAISS"
+        del raw, keep, backend, main
+        gc.collect()
+        return rows, note
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--n", type=int, default=1_000_000)
     ap.add_argument("--dim", type=int, default=384)
     ap.add_argument("--queries", type=int, default=200)
+    ap.add_argument("--plain", choices=("hnsw", "flat"), default="hnsw", help="uncompressed index kind")
+    ap.add_argument("--compressed", choices=("ivfpq", "none"), default="ivfpq")
     ap.add_argument("--hnsw-m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=80)
+    ap.add_argument("--threads", type=int, default=1, help="FAISS/BLAS threads (build and search)")
     ap.add_argument("--record", action="store_true", help="append the table to docs/benchmarks.md")
     args = ap.parse_args()
 
     import faiss
+    from threadpoolctl import threadpool_limits
 
-    from prodsearch.index.backend import FaissBackend
     from prodsearch.index.vector import exact_search
+
+    faiss.omp_set_num_threads(args.threads)
+    threadpool_limits(args.threads)
 
     rng = np.random.default_rng(0)
     centres = rng.standard_normal((4096, args.dim)).astype(np.float32)
@@ -74,89 +205,55 @@ def main() -> None:
     vecs = clustered(rng, args.n, args.dim, centres)
     iids = np.arange(args.n, dtype=np.int64)
     queries = clustered(rng, args.queries, args.dim, centres)
-
-    rss0 = rss_mb()
-    t = time.perf_counter()
-    backend = FaissBackend(args.dim, kind="hnsw", hnsw_m=args.hnsw_m, ef_construction=args.ef_construction)
-    backend.upsert(iids, vecs)
-    backend.compact()  # builds the HNSW graph of the main segment
-    build_s = time.perf_counter() - t
-    ram_b = (rss_mb() - rss0) * 2**20 / args.n  # the input array existed before and after: not counted
-    del vecs  # the backend holds its own copy
-    root = Path(tempfile.mkdtemp(prefix="scale-bench-"))
-    try:
-        backend.save(root, "text", meta={"applied_seq": 0})
-        disk_b = dir_size_mb(root) * 2**20 / args.n
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
-
-    main_index = backend.main
-    graph = main_index._graph
-    all_vecs = main_index._vecs[: len(main_index)]
-    ref = exact_search(all_vecs, main_index._ids[: len(main_index)], queries, 10)
-
-    wrap_t, raw_t, got = [], [], []
-    for q in queries:
-        t = time.perf_counter()
-        got.append(backend.search(q[None], 10)[0])
-        wrap_t.append(time.perf_counter() - t)
-        t = time.perf_counter()
-        graph.search(q[None], 10)
-        raw_t.append(time.perf_counter() - t)
-    raw_labels = graph.search(queries, 10)[1]
-    raw_recall = np.mean(
-        [
-            len(set(main_index._ids[lab[lab >= 0]].tolist()) & set(r.iids.tolist())) / 10
-            for lab, r in zip(raw_labels, ref, strict=True)
-        ]
-    )
-    rows = [
-        [
-            "embedded backend",
-            f"{pct(wrap_t)['p50']:.2f}",
-            f"{pct(wrap_t)['p99']:.2f}",
-            f"{recall(got, ref):.3f}",
-        ],
-        [
-            "raw faiss.IndexHNSWFlat",
-            f"{pct(raw_t)['p50']:.2f}",
-            f"{pct(raw_t)['p99']:.2f}",
-            f"{raw_recall:.3f}",
-        ],
-    ]
-    for share in (0.01, 0.10, 0.50):
+    ref = exact_search(vecs, iids, queries, 10)
+    filters = []
+    for share in SHARES:
         allowed = np.sort(rng.choice(args.n, size=int(share * args.n), replace=False)).astype(np.int64)
-        sub = exact_search(all_vecs[allowed], allowed, queries[:50], 10)
-        ts, res = [], []
-        for q in queries[:50]:
-            t = time.perf_counter()
-            res.append(backend.search(q[None], 10, allowed=allowed)[0])
-            ts.append(time.perf_counter() - t)
-        rows.append(
-            [
-                f"embedded, filter {share:.0%}",
-                f"{pct(ts)['p50']:.2f}",
-                f"{pct(ts)['p99']:.2f}",
-                f"{recall(res, sub):.3f}",
-            ]
+        filters.append((share, allowed, exact_search(vecs[allowed], allowed, queries[:FILTER_QUERIES], 10)))
+
+    systems: list[tuple[str, dict[str, Any]]] = [
+        (
+            f"embedded {args.plain}",
+            {"kind": args.plain, "hnsw_m": args.hnsw_m, "ef_construction": args.ef_construction},
         )
-    body = table(rows, ["search (k=10, 1 query)", "p50 ms", "p99 ms", "recall@10"])
+    ]
+    if args.compressed != "none":
+        systems.append((f"embedded {args.compressed}", {"kind": args.compressed}))
+    rows, notes = [], []
+    for label, params in systems:
+        r, note = measure(label, params, vecs, queries, ref, filters)
+        rows += r
+        notes.append(note)
+        print(table(r, HEADER), flush=True)
+    body = table(rows, HEADER)
     head = (
-        f"{args.n:,} products x {args.dim} dims (clustered synthetic), HNSW M={args.hnsw_m} "
-        f"efConstruction={args.ef_construction} efSearch={main_index.ef_search}, faiss "
-        f"{faiss.__version__}, {faiss.omp_get_max_threads()} threads. Build {build_s:.0f} s; RAM "
-        f"{ram_b:.0f} bytes/product (RSS growth: raw float32 copy + graph); disk {disk_b:.0f} bytes/product. "
-        f"Wrapper overhead p50: {pct(wrap_t)['p50'] / pct(raw_t)['p50']:.2f}x raw FAISS."
+        f"{args.n:,} products x {args.dim} dims (clustered synthetic), faiss {faiss.__version__}, "
+        f"{faiss.omp_get_max_threads()} threads, {args.queries} queries ({FILTER_QUERIES} filtered). "
+        + "; ".join(notes)
+        + ". RAM: RSS growth of loading the saved index and searching, anonymous + file-backed "
+        "(mapped vector pages touched; reclaimable page cache), bytes/product."
     )
     print(head)
     print(body)
     if args.record:
-        record(
-            "Vector search at scale (embedded backend vs raw FAISS)",
-            "nice -n 10 python bench/scale_bench.py " + " ".join(sys.argv[1:]),
-            "Machine shared with other jobs (2-core AMD EPYC, 24 GiB, no GPU). " + head + "\n\n" + body,
+        record_run(
+            "Vector search at scale (embedded backend vs raw FAISS, compressed and not)",
+            "scale_bench.py",
+            None,
+            "Run under `nice -n 10` on a machine shared with other jobs (2-core AMD EPYC, 24 GiB, no "
+            "GPU). " + head + "\n\n" + body,
         )
 
+
+HEADER = [
+    "search (k=10, 1 query)",
+    "build s",
+    "RAM B/product",
+    "disk B/product",
+    "p50 ms",
+    "p99 ms",
+    "recall@10",
+]
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Nearest-neighbour index over L2-normalised vectors (inner product), exact or HNSW (FAISS).
+"""Nearest-neighbour index over L2-normalised vectors (inner product): exact, HNSW, or IVF-PQ (FAISS).
 
 The raw vectors and their iids live in numpy buffers owned by :class:`VectorIndex`; they are the
 source of truth. The FAISS HNSW graph is an accelerator built from them: HNSW cannot delete, so a
@@ -11,6 +11,20 @@ of the index, or <= ``exact_min`` products) -> exact brute force over just those
 badly under very selective filters); many -> HNSW restricted by the selector, refilled by exact
 search in the rare case the graph walk finds fewer than ``k`` allowed products. The 10% default is
 the measured crossover on 44k x 384 (exact 2.9 ms vs graph 3.4 ms at 10%; 1.1 vs 3.7 ms at 6%).
+
+Compressed vectors (``kind="ivfpq"``, issue 9 item 5): the ANN structure is a FAISS ``IndexIVFPQ``
+(Jegou et al. 2011): a coarse k-means quantizer of ``nlist`` lists and product-quantized residuals of
+``pq_m`` bytes per vector (48 at 384 dims, ~1/32 of float32) held in RAM. A search scans the codes of
+``nprobe`` lists and re-ranks the best ``rerank`` candidates exactly with the float32 vectors, which a
+loaded (or just saved) compressed index reads from its saved ``vectors.npy`` *memory-mapped*
+(copy-on-write): the float32 copy lives on disk and in the OS page cache, and only the pages of
+re-ranked candidates are touched. ``get`` therefore still returns the exact stored vectors (item-to-
+item search, explanations and calibration are unaffected). The graph bookkeeping (labels, tombstones
+skipped through the ``IDSelectorBitmap``, lazy rebuilds) is shared with HNSW; a rebuild re-adds the
+codes with the already trained quantizers unless the index grew 4x since they were trained. Below
+``hnsw_threshold`` vectors a compressed index searches exactly (too few vectors to train on).
+Writes that grow the buffers, and the copy a compaction merges into, hold the float32 vectors in RAM
+until the next save maps them back from disk.
 
 faiss is imported only when a graph is built, searched, saved or loaded.
 """
@@ -31,7 +45,15 @@ from prodsearch.index.types import Hits, top_k
 
 log = logging.getLogger(__name__)
 
-KINDS = ("auto", "flat", "hnsw")
+KINDS = ("auto", "flat", "hnsw", "ivfpq")
+#: Kinds whose ANN structure holds compressed codes and whose float32 vectors are memory-mapped.
+COMPRESSED_KINDS = ("ivfpq",)
+#: Fewest vectors an IVF-PQ index is trained on (PQ codebooks have 256 centroids per sub-vector).
+_IVF_MIN = 1_000
+#: Training sample of the coarse quantizer: this many points per list (faiss warns below 39).
+_IVF_TRAIN_PER_LIST = 64
+#: Vectors added to a FAISS index per call (bounds the temporary copies of a memory-mapped source).
+_ADD_CHUNK = 65_536
 #: Score-matrix budget (floats) for one chunk of brute-force queries.
 _CHUNK_FLOATS = 1 << 24
 #: Below this many multiply-adds, brute force avoids BLAS (see :func:`_scores`).
@@ -92,6 +114,11 @@ class VectorIndex:
     when a filtered search brute-forces the allowed rows instead of walking the graph;
     ``rebuild_ratio`` is the share of dead graph labels that triggers a lazy graph rebuild.
 
+    ``kind="ivfpq"`` compresses (see the module docstring): ``nlist`` coarse lists (0: about
+    ``4 * sqrt(N)`` at build), ``nprobe`` lists scanned per query, ``pq_m`` code bytes per vector
+    (0: ``dim / 8``, which must divide ``dim``), ``rerank`` candidates re-scored exactly from the
+    float32 vectors (at least ``k``).
+
     All methods are serialised by an internal lock, so one index may be shared between threads.
     """
 
@@ -105,9 +132,13 @@ class VectorIndex:
         hnsw_m: int = 32,
         ef_construction: int = 80,
         ef_search: int = 128,
-        exact_fraction: float = 0.10,
+        exact_fraction: float | None = None,
         exact_min: int = 2_048,
         rebuild_ratio: float = 0.25,
+        nlist: int = 0,
+        nprobe: int = 32,
+        pq_m: int = 0,
+        rerank: int = 100,
     ):
         if not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ConfigError(f"dim must be a positive integer, got {dim!r}")
@@ -117,9 +148,23 @@ class VectorIndex:
             )
         if kind not in KINDS:
             raise ConfigError(f"index kind {kind!r} is unknown; expected one of {KINDS}")
-        for key, val in (("hnsw_m", hnsw_m), ("ef_construction", ef_construction), ("ef_search", ef_search)):
+        for key, val in (
+            ("hnsw_m", hnsw_m),
+            ("ef_construction", ef_construction),
+            ("ef_search", ef_search),
+            ("nprobe", nprobe),
+            ("rerank", rerank),
+        ):
             if int(val) < 1:
                 raise ConfigError(f"{key} must be >= 1, got {val!r}")
+        if int(nlist) < 0 or int(pq_m) < 0:
+            raise ConfigError(f"nlist and pq_m must be >= 0 (0 = automatic), got {nlist!r}, {pq_m!r}")
+        if int(pq_m) and dim % int(pq_m):
+            raise ConfigError(f"pq_m (code bytes per vector) must divide dim {dim}, got {pq_m!r}")
+        if exact_fraction is None:
+            # A compressed index's exact path reads float32 rows from the mapped file (~0.7 us a
+            # row, 100k x 384); its IVF scan with a widened nprobe keeps recall >= .97 from 2% up.
+            exact_fraction = 0.02 if kind in COMPRESSED_KINDS else 0.10
         if not 0.0 <= exact_fraction <= 1.0 or not 0.0 < rebuild_ratio <= 1.0:
             raise ConfigError(
                 f"exact_fraction must be in [0, 1] and rebuild_ratio in (0, 1], got {exact_fraction}, {rebuild_ratio}"
@@ -134,6 +179,10 @@ class VectorIndex:
         self.exact_fraction = float(exact_fraction)
         self.exact_min = int(exact_min)
         self.rebuild_ratio = float(rebuild_ratio)
+        self.nlist = int(nlist)
+        self.nprobe = int(nprobe)
+        self.pq_m = int(pq_m) or _auto_pq_m(self.dim)
+        self.rerank = int(rerank)
 
         self._n = 0
         self._vecs = np.zeros((0, self.dim), np.float32)  # (capacity, D); rows [0, n) are live
@@ -144,6 +193,8 @@ class VectorIndex:
         self._graph: Any = None  # faiss.IndexHNSWFlat
         self._label_row = np.zeros(0, np.int64)  # (graph ntotal,) row of each label, -1 = dead
         self._dead = 0
+        self._trained_on = 0  # vectors the compressed graph's quantizers were trained with
+        self._version = 0  # bumped by every mutation: a save maps its file back only if unchanged
         self._lock = threading.RLock()
         #: When True, searches never touch the graph (no lazy insert or rebuild): the owner (a
         #: segmented backend) merges changes in a compaction instead, off the search path.
@@ -162,6 +213,10 @@ class VectorIndex:
             "exact_fraction": self.exact_fraction,
             "exact_min": self.exact_min,
             "rebuild_ratio": self.rebuild_ratio,
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "pq_m": self.pq_m,
+            "rerank": self.rerank,
         }
 
     def __repr__(self) -> str:
@@ -186,10 +241,18 @@ class VectorIndex:
             return self._ids[: self._n].copy()
 
     @property
+    def compressed(self) -> bool:
+        """Whether the ANN structure holds compressed codes (the float32 vectors memory-mapped)."""
+        return self.kind in COMPRESSED_KINDS
+
+    @property
     def ann_kind(self) -> str:
-        """The structure searches use now: "flat" or "hnsw" ("auto" resolved by the current count)."""
+        """The structure searches use now: "flat", "hnsw" or "ivfpq" ("auto" and "ivfpq" are flat
+        below ``hnsw_threshold`` vectors)."""
         if self.kind == "auto":
             return "hnsw" if self._n >= self.hnsw_threshold else "flat"
+        if self.compressed:
+            return self.kind if self._n >= max(self.hnsw_threshold, _IVF_MIN) else "flat"
         return self.kind
 
     def _rows_of(self, iids: np.ndarray) -> np.ndarray:
@@ -258,6 +321,7 @@ class VectorIndex:
             bad = np.nonzero(~np.isfinite(vectors).all(axis=1))[0]
             raise ValueError(f"VectorIndex.add: non-finite vectors for iids {iids[bad][:10].tolist()}")
         with self._lock:
+            self._version += 1
             rows = self._rows_of(iids)
             old = rows >= 0
             if old.any():
@@ -283,6 +347,7 @@ class VectorIndex:
             r = int(rows.size)
             if r == 0:
                 return 0
+            self._version += 1
             self._kill_labels(rows)
             # Fill the holes below the new end with the surviving rows from the tail: O(removed) copies.
             end = self._n - r
@@ -322,8 +387,9 @@ class VectorIndex:
                 import faiss
 
                 new._graph = faiss.clone_index(self._graph)
-                new._graph.hnsw.efSearch = self.ef_search
                 new._label_row, new._dead = self._label_row.copy(), self._dead
+                new._trained_on = self._trained_on
+            new._tune_graph()
             new.meta = dict(self.meta)
             return new
 
@@ -341,7 +407,8 @@ class VectorIndex:
                 return
             pending = np.nonzero(self._labels[: self._n] < 0)[0]
             if pending.size:
-                self._graph.add(np.ascontiguousarray(self._vecs[pending]))
+                for s in range(0, pending.size, _ADD_CHUNK):
+                    self._graph.add(np.ascontiguousarray(self._vecs[pending[s : s + _ADD_CHUNK]]))
                 new_labels = np.arange(ntotal, ntotal + pending.size, dtype=np.int64)
                 self._labels[pending] = new_labels
                 self._label_row = np.concatenate([self._label_row, pending.astype(np.int64)])
@@ -352,12 +419,47 @@ class VectorIndex:
         self._labels[: self._n] = -1
         self._dead = 0
 
+    def _tune_graph(self) -> None:
+        """Set the search-time parameters of the graph (not all survive a save or a clone)."""
+        if self._graph is None:
+            return
+        if self.compressed:
+            self._graph.nprobe = self.nprobe
+        else:
+            self._graph.hnsw.efSearch = self.ef_search
+
     def _new_graph(self) -> Any:
         import faiss
 
+        if self.compressed:
+            return self._trained_ivfpq()
         graph = faiss.IndexHNSWFlat(self.dim, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
         graph.hnsw.efConstruction = self.ef_construction
-        graph.hnsw.efSearch = self.ef_search
+        return graph
+
+    def _trained_ivfpq(self) -> Any:
+        """An empty IVF-PQ index with trained quantizers: the current graph's, emptied, unless the
+        index has grown 4x since they were trained (or there is none); else trained afresh on a
+        sample of the live vectors."""
+        import faiss
+
+        n = self._n
+        if self._graph is not None and self._trained_on and 4 * self._trained_on >= n:
+            graph = faiss.clone_index(self._graph)
+            graph.reset()
+            return graph
+        nlist = self.nlist or int(4 * np.sqrt(n))  # faiss' guideline: 4 to 16 sqrt(N)
+        nlist = int(max(1, min(nlist, n // 39)))
+        graph = faiss.IndexIVFPQ(
+            faiss.IndexFlatIP(self.dim), self.dim, nlist, self.pq_m, 8, faiss.METRIC_INNER_PRODUCT
+        )
+        graph.cp.niter = 10  # coarse k-means: 10 rounds (faiss' default 25 costs 2.5x for ~no recall)
+        graph.cp.max_points_per_centroid = _IVF_TRAIN_PER_LIST
+        graph.pq.cp.min_points_per_centroid = 1  # small indexes: no warning per sub-quantizer
+        size = min(n, max(nlist * _IVF_TRAIN_PER_LIST, 65_536))
+        sample = np.sort(np.random.default_rng(0).choice(n, size=size, replace=False))
+        graph.train(np.ascontiguousarray(self._vecs[sample]))
+        self._trained_on = n
         return graph
 
     def _build_graph(self) -> None:
@@ -365,13 +467,20 @@ class VectorIndex:
 
         t = time.perf_counter()
         graph = self._new_graph()
-        if self._n:
-            graph.add(np.ascontiguousarray(self._vecs[: self._n]))
+        for s in range(0, self._n, _ADD_CHUNK):
+            graph.add(np.ascontiguousarray(self._vecs[s : min(self._n, s + _ADD_CHUNK)]))
         self._graph = graph
+        self._tune_graph()
         self._label_row = np.arange(self._n, dtype=np.int64)
         self._labels[: self._n] = self._label_row
         self._dead = 0
-        log.info("built HNSW graph over %d x %d vectors in %.1fs", self._n, self.dim, time.perf_counter() - t)
+        log.info(
+            "built %s index over %d x %d vectors in %.1fs",
+            self.ann_kind,
+            self._n,
+            self.dim,
+            time.perf_counter() - t,
+        )
 
     # ------------------------------------------------------------------ search
     def search(
@@ -425,12 +534,20 @@ class VectorIndex:
         import faiss
 
         ntotal = self._label_row.shape[0]
-        params = faiss.SearchParametersHNSW()
         # Under a filter only a share of the visited nodes can enter the result, so widen the beam by
         # 1/sqrt(share), capped. Measured on 44k x 384 at a 30% filter: recall@10 0.969 -> 0.994 for
-        # 1.8x the time (1/share: 0.999 for 3x).
+        # 1.8x the time (1/share: 0.999 for 3x). IVF-PQ widens nprobe by 1/share (uncapped): a
+        # probed list costs a bitmap test per code and a PQ score per allowed code only, so the
+        # allowed codes scanned stay those of an unfiltered search.
         share = n_cand / max(1, ntotal)  # ntotal counts dead labels too: they are skipped alike
-        params.efSearch = int(max(self.ef_search, k) * min(share**-0.5, _MAX_EF_BOOST))
+        if self.compressed:
+            params = faiss.SearchParametersIVF()
+            params.nprobe = int(min(self._graph.nlist, self.nprobe / share))
+            fetch = max(k, self.rerank)  # candidates re-ranked with the float32 vectors
+        else:
+            params = faiss.SearchParametersHNSW()
+            params.efSearch = int(max(self.ef_search, k) * min(share**-0.5, _MAX_EF_BOOST))
+            fetch = k
         bitmap = None
         if rows is not None or self._dead:
             mask = np.zeros(ntotal, bool)
@@ -440,7 +557,7 @@ class VectorIndex:
                 mask[self._labels[rows]] = True
             bitmap = np.packbits(mask, bitorder="little")  # IDSelectorBitmap reads bit (i & 7) of byte i >> 3
             params.sel = faiss.IDSelectorBitmap(ntotal, faiss.swig_ptr(bitmap))
-        scores, labels = self._graph.search(q, min(k, ntotal), params=params)
+        scores, labels = self._graph.search(q, min(fetch, ntotal), params=params)
         del bitmap  # kept alive until the search returned
         want = min(k, n_cand)
         out: list[Hits] = []
@@ -453,6 +570,10 @@ class VectorIndex:
                 log.debug("HNSW returned %d < %d results; refilling with exact search", int(live.sum()), want)
                 out.extend(self._exact(q[i : i + 1], rows, k))
                 continue
+            if self.compressed:  # exact scores of the candidates (their pages of the mapped file)
+                cand = r[live]
+                out.append(top_k(self._ids[cand], self._vecs[cand] @ q[i], k))
+                continue
             out.append(Hits(self._ids[r[live]], scores[i][ok][live]))
         return out
 
@@ -461,7 +582,10 @@ class VectorIndex:
         """Save as one crash-safe unit: ``directory/name.json`` + ``directory/name.gen-N/``
         (``name.vectors.npy`` (N, D) float32, ``name.iids.npy`` (N,) int64 and, with a graph,
         ``name.labels.npy`` + ``name.faiss``). ``meta``: extra keys for the pointer (e.g. the
-        operation-log sequence number the saved state includes). Returns the generation folder."""
+        operation-log sequence number the saved state includes). Returns the generation folder.
+
+        A compressed index unchanged since the copy then reads its float32 vectors from the saved
+        file (memory-mapped), releasing the RAM they held."""
         import faiss
 
         # Copy the arrays under the lock and write them without it: searches and tombstones
@@ -470,6 +594,7 @@ class VectorIndex:
             if not self.frozen:
                 self.sync()
             n = self._n
+            version = self._version
             vecs, ids = self._vecs[:n].copy(), self._ids[:n].copy()
             graph = self._graph
             labels = self._labels[:n].copy() if graph is not None else None
@@ -478,7 +603,7 @@ class VectorIndex:
                 "type": "prodsearch.VectorIndex",
                 "dim": self.dim,
                 "count": n,
-                "ann": "hnsw" if graph is not None else "flat",
+                "ann": self.ann_kind if graph is not None else "flat",
                 "graph_ntotal": int(self._label_row.shape[0]),
                 "params": self.params(),
             }
@@ -493,7 +618,13 @@ class VectorIndex:
                     with self._lock:
                         faiss.write_index(graph, str(gen.path(f"{name}.faiss")))
             self.meta = dict(info)
-            return gen.commit(info)
+            folder = gen.commit(info)
+        del vecs
+        if self.compressed:
+            with self._lock:
+                if self._version == version:
+                    self._vecs = np.load(folder / f"{name}.vectors.npy", mmap_mode="c")
+        return folder
 
     @classmethod
     def load(cls, directory: str | Path, name: str, *, verify: bool = True) -> VectorIndex:
@@ -509,10 +640,11 @@ class VectorIndex:
                 f"{where}: invalid vector index metadata ({err}); rebuild the index"
             ) from err
 
-        def _load(fname: str, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+        def _load(fname: str, shape: tuple[int, ...], dtype: Any, mmap: bool = False) -> np.ndarray:
             path = gen / fname
             try:
-                arr = np.load(path, allow_pickle=False)
+                # copy-on-write map: the file is never written, a mutation copies just its pages
+                arr = np.load(path, allow_pickle=False, mmap_mode="c" if mmap else None)
             except (OSError, ValueError) as err:
                 raise IndexNotFoundError(
                     f"index file {path} cannot be read ({err}); rebuild the index"
@@ -523,7 +655,7 @@ class VectorIndex:
                 )
             return arr
 
-        vecs = _load(f"{name}.vectors.npy", (count, dim), np.float32)
+        vecs = _load(f"{name}.vectors.npy", (count, dim), np.float32, mmap=self.compressed)
         ids = _load(f"{name}.iids.npy", (count,), np.int64)
         if np.unique(ids).size != count:
             raise IndexNotFoundError(
@@ -532,7 +664,7 @@ class VectorIndex:
         self._vecs, self._ids, self._n = vecs, ids, count
         self.meta = dict(meta)
         self._labels = np.full(count, -1, np.int64)
-        if meta.get("ann") == "hnsw":
+        if meta.get("ann") in ("hnsw", *COMPRESSED_KINDS):
             import faiss
 
             labels = _load(f"{name}.labels.npy", (count,), np.int64)
@@ -549,11 +681,18 @@ class VectorIndex:
                     f"index file {path} (dim {graph.d}, {ntotal} vectors) does not match {where} "
                     f"(dim {dim}, {meta.get('graph_ntotal')} graph vectors); rebuild the index"
                 )
-            graph.hnsw.efSearch = self.ef_search
             self._graph = graph
+            self._tune_graph()
+            self._trained_on = ntotal
             self._labels = labels.copy()
             self._label_row = np.full(ntotal, -1, np.int64)
             live = labels >= 0
             self._label_row[labels[live]] = np.nonzero(live)[0]
             self._dead = int((self._label_row < 0).sum())
         return self
+
+
+def _auto_pq_m(dim: int) -> int:
+    """Code bytes per vector for IVF-PQ: the largest divisor of ``dim`` up to ``dim / 8`` (48 at 384)."""
+    target = max(1, dim // 8)
+    return max(m for m in range(1, target + 1) if dim % m == 0)
