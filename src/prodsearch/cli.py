@@ -587,6 +587,12 @@ def serve(
     run_server(index_dir, host=host, port=port)
 
 
+from prodsearch.registry import commands as _models  # noqa: E402  (model versions, issue 12)
+
+app.add_typer(_models.app, name="models")
+app.command("refresh")(_models.refresh_command)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: domain errors print one line (no traceback) and exit 2."""
     try:

@@ -48,6 +48,7 @@ class SearchResponse:
     candidates: int
     timings: dict[str, float] = field(default_factory=dict)
     facets: dict[str, list[tuple[str, int]]] | None = None
+    model: str | None = None  # the model version that answered (prodsearch models)
 
     def __iter__(self):
         return iter(self.results)
@@ -64,6 +65,7 @@ class SearchResponse:
             "mode": self.mode,
             "signals": self.signals,
             "candidates": self.candidates,
+            "model": self.model,
             "timings_ms": {k: round(v * 1000, 3) for k, v in self.timings.items()},
             **(
                 {"facets": {f: [list(x) for x in v] for f, v in self.facets.items()}}

@@ -55,6 +55,7 @@ def search_out(
         timings_ms={k: round(v * 1000, 3) for k, v in timings.items()},
         facets=facets_out(resp.facets) if resp.facets is not None else None,
         match=MatchOut(**match.to_dict()) if match is not None else None,
+        model=resp.model,
     )
 
 

@@ -12,7 +12,7 @@ import hashlib
 import logging
 import random
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from prodsearch.catalog.schema import Product
@@ -166,13 +166,23 @@ def _components(title_group: Sequence[int], image_group: Sequence[int]) -> list[
 
 
 def split_pairs(
-    pairs: PairSet, val_fraction: float = 0.1, test_fraction: float = 0.1, seed: int = 0
+    pairs: PairSet,
+    val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    seed: int = 0,
+    frozen: Mapping[str, str] | None = None,
 ) -> dict[str, list[int]]:
     """Deterministic group-level split: ``{"train": [...], "val": [...], "test": [...]}`` item indices.
 
     Components (shared title or shared photo) are ordered by a seeded hash of their smallest
     product id, then filled into test, val, train until each reaches its share of items. The
     result depends only on the products and ``seed``, not on the catalog's row order.
+
+    ``frozen`` (product id -> "train" / "val" / "test", an earlier split of a growing catalog, e.g.
+    a model registry's, issue 12) makes the split stable as products are added: a component holding
+    a frozen product keeps its side (test before val before train when components merged), and a
+    component with none goes by its hash alone (test below ``test_fraction``, then val), never by
+    quotas that shift with the catalog's size. So no product that was ever held out enters training.
     """
     roots = _components(pairs.title_group, pairs.image_group)
     members: dict[int, list[int]] = {}
@@ -183,10 +193,23 @@ def split_pairs(
     def key(c: list[int]) -> str:
         return hashlib.sha256(f"{seed}:{min(pairs.ids[i] for i in c)}".encode()).hexdigest()
 
+    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
+    if frozen is not None:
+        for c in comps:
+            sides = {frozen.get(pairs.ids[i]) for i in c}
+            side = next((s for s in ("test", "val", "train") if s in sides), None)
+            if side is None:
+                bucket = int(key(c)[:15], 16) / 16**15  # uniform in [0, 1), fixed per component
+                side = "test" if bucket < test_fraction else "train"
+                if side == "train" and bucket < test_fraction + val_fraction:
+                    side = "val"
+            out[side].extend(c)
+        for v in out.values():
+            v.sort()
+        return out
     comps.sort(key=key)
     n = len(pairs)
     quota = {"test": round(test_fraction * n), "val": round(val_fraction * n)}
-    out: dict[str, list[int]] = {"train": [], "val": [], "test": []}
     for c in comps:
         for name in ("test", "val"):
             if len(out[name]) < quota[name] and len(out[name]) + len(c) <= max(quota[name], 1) * 1.5:

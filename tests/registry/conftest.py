@@ -1,0 +1,69 @@
+"""Fixtures: the toy shop (tests/registry/registry_helpers.py), a model trained on it and one trained on
+shuffled pairs (once per session), and a fresh index over the shop with either as its model."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+from registry_helpers import TRAIN_CFG, write_shop  # noqa: E402
+
+N = 180
+
+
+@pytest.fixture(scope="session")
+def registry_env(tmp_path_factory):
+    """(root, catalog, good run, bad run); the feature cache lives in the session's folder."""
+    import torch
+
+    from prodsearch.catalog.readers import read_catalog
+    from prodsearch.training.main import train
+
+    torch.set_num_threads(1)
+    root = tmp_path_factory.mktemp("registry")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("PRODSEARCH_CACHE", str(root / "cache"))
+    catalog = write_shop(root / "shop", N)
+    shuffled = write_shop(root / "shop", N, shuffle_photos=True, name="shuffled.csv")
+    for name, cat in (("good", catalog), ("bad", shuffled)):
+        train(None, root / name, TRAIN_CFG, products=read_catalog(cat).products, progress=False)
+    yield root, catalog, root / "good", root / "bad"
+    mp.undo()
+
+
+def build_trained_index(out: Path, catalog: Path, run: Path) -> Path:
+    from prodsearch.search.builder import build_index
+    from prodsearch.search.calibration import calibrate
+    from prodsearch.search.engine import Engine
+    from prodsearch.search.recipe import EmbedderRecipe
+
+    build_index(catalog, out, recipe=EmbedderRecipe(model=str(run)))
+    with Engine.open(out) as engine:
+        calibrate(engine)
+    return out
+
+
+@pytest.fixture(scope="session")
+def _indexes(registry_env):
+    root, catalog, good, bad = registry_env
+    return {
+        "good": build_trained_index(root / "idx-good", catalog, good),
+        "bad": build_trained_index(root / "idx-bad", catalog, bad),
+    }
+
+
+@pytest.fixture
+def make_index(_indexes, tmp_path):
+    """A fresh copy of the shop's index whose model is the "good" or the "bad" run."""
+
+    def make(which: str) -> Path:
+        out = tmp_path / f"idx-{which}"
+        shutil.copytree(_indexes[which], out)
+        return out
+
+    return make
