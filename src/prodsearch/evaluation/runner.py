@@ -33,13 +33,16 @@ N_EXAMPLES = 3
 EXAMPLE_K = 5
 
 
-def _check_protocols(protocols: Sequence[str] | None) -> list[str]:
+def _check_protocols(protocols: Sequence[str] | None, interactions: bool = False) -> list[str]:
+    from prodsearch.interactions.evaluation import PROTOCOLS as SHOPPERS
+
     if protocols is None:
-        return list(P.PROTOCOLS)
+        return list(P.PROTOCOLS) + (list(SHOPPERS) if interactions else [])
     chosen = [p.strip() for p in protocols if p and p.strip()]
-    bad = [p for p in chosen if p not in P.PROTOCOLS]
+    known = [*P.PROTOCOLS, *SHOPPERS]
+    bad = [p for p in chosen if p not in known]
     if bad or not chosen:
-        raise ConfigError(f"unknown protocol(s) {bad or chosen}; expected some of {list(P.PROTOCOLS)}")
+        raise ConfigError(f"unknown protocol(s) {bad or chosen}; expected some of {known}")
     return list(dict.fromkeys(chosen))
 
 
@@ -58,8 +61,12 @@ def build_systems(
 
 
 def _build_queryset(
-    name: str, corpus: Corpus, fields: FieldChoice, max_queries: int, seed: int
+    name: str, corpus: Corpus, fields: FieldChoice, max_queries: int, seed: int, interactions: Any = None
 ) -> P.QuerySet:
+    if name.startswith("interactions"):
+        from prodsearch.interactions.evaluation import interaction_queries
+
+        return interaction_queries(corpus.ids, interactions or [], name, max_queries=max_queries, seed=seed)
     if name == "title2image":
         return P.title2image(corpus, max_queries=max_queries, seed=seed)
     if name == "attributes":
@@ -79,15 +86,19 @@ def evaluate(
     seed: int = 0,
     max_queries: int = 2000,
     progress: bool = False,
+    interactions: Sequence[Any] | None = None,
 ) -> dict[str, Any]:
     """Run the protocols on every system; return the metrics dict (the content of metrics.json).
+
+    ``interactions``: shoppers' held-out events (:mod:`prodsearch.interactions`), the judgments of
+    the ``interactions`` (text) and ``interactions_photo`` protocols.
 
     ``embedded``: the index's (or catalog's) embedder first, then one per model run. Protocols named
     explicitly in ``protocols`` that cannot run raise :class:`ConfigError`; by default they are
     skipped with the reason recorded under ``skipped``.
     """
     explicit = protocols is not None
-    chosen = _check_protocols(protocols)
+    chosen = _check_protocols(protocols, interactions=bool(interactions))
     if max_queries < 1:
         raise ConfigError(f"max_queries must be >= 1, got {max_queries}")
     if slice_by is not None:
@@ -124,7 +135,7 @@ def evaluate(
         if proto == "zeroshot":
             continue
         try:
-            qs = _build_queryset(proto, corpus, fields, max_queries, seed)
+            qs = _build_queryset(proto, corpus, fields, max_queries, seed, interactions)
         except P.ProtocolSkipped as err:
             skip(proto, str(err))
             continue
@@ -352,9 +363,14 @@ def run_evaluation(
     colour_field: str | None = None,
     attr_fields: Sequence[str] | None = None,
     embedder: Any = None,
+    interactions: str | Path | None = None,
+    holdout: float = 0.2,
 ) -> dict[str, Any]:
     """Evaluate an index folder or a catalog file (plus model runs) and write ``out``/metrics.json,
     report.md and report.html. Returns the metrics dict.
+
+    ``interactions``: a shoppers' interaction log; its later ``holdout`` share by time judges the
+    ``interactions`` / ``interactions_photo`` protocols (bad rows are reported and left out).
 
     ``models``: ``prodsearch train`` run folders (or clip:/hf-clip: checkpoints), each compared as
     ``<run>:dense-text``, ``<run>:image`` and ``<run>:hybrid``. ``type_field`` / ``colour_field`` /
@@ -366,7 +382,7 @@ def run_evaluation(
 
     t0 = time.perf_counter()
     target = Path(target)
-    chosen = _check_protocols(protocols)  # fail before any slow work
+    chosen = _check_protocols(protocols, interactions=interactions is not None)  # before any slow work
     if layout.is_index(target):
         if limit is not None:
             log.warning("--limit applies to catalogs only; evaluating the whole index")
@@ -420,6 +436,11 @@ def run_evaluation(
         "runs_with_split": len(run_splits),
     }
     corpus = Corpus(products, test=test, split=split_info)
+    held_out = None
+    if interactions is not None:
+        from prodsearch.interactions.evaluation import held_out_events
+
+        held_out = held_out_events(interactions, [p.id for p in products], holdout)
 
     result = evaluate(
         corpus,
@@ -431,7 +452,14 @@ def run_evaluation(
         seed=seed,
         max_queries=max_queries,
         progress=progress,
+        interactions=held_out,
     )
+    if interactions is not None:
+        result["config"]["interactions"] = {
+            "log": str(interactions),
+            "holdout": holdout,
+            "events": len(held_out),
+        }
     fusion = info.pop("fusion", None)
     if fusion and fusion.get("comparison"):
         result["fusion"] = {"weights": fusion.get("weights"), "comparison": fusion["comparison"]}
