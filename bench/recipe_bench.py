@@ -47,6 +47,15 @@ RECIPES = {
     "graded": {"graded_positives": 0.3},
     "siglip": {"loss": "siglip+attribute"},
     "linear-heads": {"head": "linear"},
+    # the image tower's top 4 groups (blocks 13-15 + head conv) fine-tuned on cached activations of
+    # its locked bottom; text tower locked (LiT the other way round)
+    "top4-cached": {
+        "freeze": "top",
+        "image_unlocked_groups": 4,
+        "text_unlocked_groups": 0,
+        "tower_lr": 1e-4,
+        "epochs": 5,
+    },
 }
 
 
@@ -71,8 +80,10 @@ def photo_vectors(emb, items, hashes=None):
     from prodsearch.encoders.image import FEATURE_DIM
 
     head = emb.joint.image
-    feats = head.base.encode_paths(items, hashes) if hashes is not None else head.base.encode(items)
-    return l2_normalize(feats[:, :FEATURE_DIM]), head.project(feats)
+    base = getattr(head, "base", None) or emb.image  # a fine-tuned tower: the index's untuned encoder
+    feats = base.encode_paths(items, hashes) if hashes is not None else base.encode(items)
+    joint = head.project(feats) if hasattr(head, "project") else head.encode(items)
+    return l2_normalize(feats[:, :FEATURE_DIM]), joint
 
 
 def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], queries=None, max_queries=500):
@@ -190,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--max-queries", type=int, default=500, help="photo queries per image protocol")
+    ap.add_argument("--max-products", type=int, default=None, help="the first N products only (quick runs)")
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temp folder)")
     ap.add_argument("--record", action="store_true", help="append the table to docs/benchmarks.md")
     args = ap.parse_args(argv)
@@ -200,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     from prodsearch.training.main import train
 
     catalog = CATALOGS[args.catalog]
-    products = list(read_catalog(catalog).products)
+    products = list(read_catalog(catalog).products)[: args.max_products]
     shoppers = shopper_queries(products) if args.catalog == "grocery" else None
     out_root = args.out or Path(tempfile.mkdtemp(prefix="recipes-"))
     rows, details = [], {}

@@ -41,6 +41,11 @@ log = logging.getLogger(__name__)
 
 MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
 Backend = Literal["auto", "onnx", "torch"]
+#: Weights of the transformer's forward: float32, or int8 (onnxruntime dynamic quantization: about
+#: 2x the texts/s on a CPU for the same attribute-query nDCG, bench/int8_bench.py).
+PRECISIONS = ("float32", "int8")
+#: A fresh int8 model whose probe vectors fall below this cosine to float32 is refused.
+INT8_MIN_COSINE = 0.95
 #: options every text encoder factory accepts (none of them changes the vectors)
 _RUNTIME_OPTIONS = ("backend", "workers", "num_threads")
 
@@ -105,12 +110,18 @@ class SentenceTransformerEncoder(Encoder):
         backend: Backend = "auto",
         workers: int | None = None,
         num_threads: int | None = None,
+        precision: str = "float32",
     ):
         if backend not in ("auto", "onnx", "torch"):
             raise EncoderError(f"backend must be 'auto', 'onnx' or 'torch', got {backend!r}")
+        if precision not in PRECISIONS:
+            raise EncoderError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        if precision == "int8" and backend == "torch":
+            raise EncoderError("precision='int8' runs on onnxruntime; it cannot use backend='torch'")
         self.model = model
         self.model_path = getattr(model, "_prodsearch_path", None)
         self.model_id = model_id or _model_id(model)
+        self.precision = precision
         self.name = name or (
             "minilm" if self.model_id == MINILM_ID else f"sentence-transformers:{self.model_id}"
         )
@@ -129,6 +140,8 @@ class SentenceTransformerEncoder(Encoder):
             reason = None if onnxruntime_available() else "onnxruntime is not installed"
             self._plan, reason = (None, reason) if reason else _onnx_plan(model)
             if self._plan is None:
+                if precision == "int8":
+                    raise EncoderError(f"{self.name}: precision='int8' needs onnxruntime ({reason})")
                 level = logging.WARNING if backend == "onnx" else logging.INFO
                 log.log(level, "%s: using torch (%s)", self.name, reason)
                 backend = "torch"
@@ -172,9 +185,14 @@ class SentenceTransformerEncoder(Encoder):
             if self._session is None and self.backend == "onnx":
                 try:
                     self._session = _load_or_export(
-                        self._plan, self.spec_hash(), num_threads=self.num_threads or 1
+                        self._plan,
+                        self.spec_hash(),
+                        num_threads=self.num_threads or 1,
+                        precision=self.precision,
                     )
                 except (EncoderError, ImportError) as err:
+                    if self.precision == "int8":  # int8 vectors exist only on onnxruntime
+                        raise EncoderError(f"{self.name}: the int8 model is unusable: {err}") from err
                     log.warning("%s: onnxruntime unusable for this model (%s); using torch", self.name, err)
                     self.backend = "torch"
                 else:  # later queries can start without torch (encoders/text_light.py)
@@ -237,6 +255,9 @@ class SentenceTransformerEncoder(Encoder):
             "max_seq_length": int(self.model.max_seq_length),
             "dim": self.dim,
             "normalize": True,
+            # int8 vectors differ from float32 ones (cosine ~.99): a separate spec, so an index and its
+            # queries never mix the two; float32 specs stay as they were
+            **({"precision": self.precision} if self.precision != "float32" else {}),
         }
 
 
@@ -374,10 +395,37 @@ def export_transformer_onnx(plan: _OnnxPlan, path: Path, *, opset: int = 17) -> 
 _PROBE = ["", "a", "red cotton dress", "a much longer product title, with punctuation: 42 cm / 3-pack!"]
 
 
-def _load_or_export(plan: _OnnxPlan, key: str, *, num_threads: int, atol: float = 1e-4) -> Any:
-    """Reuse ``cache_dir()/onnx/<key>.onnx``, or export it and check it against torch first."""
+def _load_or_export(
+    plan: _OnnxPlan, key: str, *, num_threads: int, atol: float = 1e-4, precision: str = "float32"
+) -> Any:
+    """Reuse ``cache_dir()/onnx/<key>.onnx``, or export it and check it against torch first.
+
+    ``precision="int8"``: the float32 export (``<key>-float32``, checked as above) quantized
+    dynamically (:func:`~prodsearch.encoders.onnx_runtime.quantize_int8`) and checked against it:
+    pooled vectors of the probe texts within cosine ``INT8_MIN_COSINE``.
+    """
     from prodsearch.encoders import onnx_runtime
 
+    if precision == "int8":
+        path = onnx_runtime.onnx_path(key)
+        if path.is_file():
+            try:
+                return onnx_runtime.OnnxSession(path, num_threads=num_threads)
+            except EncoderError as err:
+                log.warning("re-quantizing unreadable ONNX cache file %s (%s)", path, err)
+        fp32 = _load_or_export(plan, f"{key}-float32", num_threads=num_threads, atol=atol)
+        onnx_runtime.quantize_int8(fp32.path, path)
+        session = onnx_runtime.OnnxSession(path, num_threads=num_threads)
+        feats = plan.tokenize(_PROBE)
+        a = plan.pool(np.asarray(fp32.session.run(None, feats)[0], np.float32), feats["attention_mask"])
+        b = plan.pool(np.asarray(session.session.run(None, feats)[0], np.float32), feats["attention_mask"])
+        cos = (l2_normalize(a) * l2_normalize(b)).sum(1)
+        if float(cos.min()) < INT8_MIN_COSINE:
+            path.unlink(missing_ok=True)
+            raise EncoderError(
+                f"int8 model {key} drifts from float32 (cosine {cos.min():.3f} < {INT8_MIN_COSINE}); not using it"
+            )
+        return session
     path = onnx_runtime.onnx_path(key)
     if path.is_file():
         try:
@@ -430,6 +478,30 @@ def _minilm(**kwargs: Any) -> SentenceTransformerEncoder:
 
 
 register_encoder("all-MiniLM-L6-v2", "text", "alias of 'minilm'")(_minilm)
+
+
+@register_encoder(
+    "minilm-int8",
+    "text",
+    "all-MiniLM-L6-v2 with int8 weights on onnxruntime: ~2x faster on a CPU, vectors within cosine"
+    " ~.99 of 'minilm' (a separate spec); kwargs: workers",
+)
+def _minilm_int8(**kwargs: Any) -> SentenceTransformerEncoder:
+    _check_options("minilm-int8", kwargs)
+    from prodsearch.encoders.text_light import load_light_encoder
+
+    kwargs.pop("backend", None)
+    light = load_light_encoder(minilm_path(), precision="int8", **kwargs)
+    if light is not None:
+        return light
+    return SentenceTransformerEncoder(
+        load_sentence_transformer(None),
+        name="minilm-int8",
+        model_id=MINILM_ID,
+        backend="onnx",
+        precision="int8",
+        **kwargs,
+    )
 
 
 @register_encoder(

@@ -53,8 +53,9 @@ def folder_key(folder: str | os.PathLike[str]) -> str:
     return h.hexdigest()[:16]
 
 
-def _bundle_path(folder: str | os.PathLike[str]) -> Path:
-    return cache_dir() / "onnx" / f"query-{folder_key(folder)}.json"
+def _bundle_path(folder: str | os.PathLike[str], precision: str = "float32") -> Path:
+    suffix = "" if precision == "float32" else f"-{precision}"
+    return cache_dir() / "onnx" / f"query-{folder_key(folder)}{suffix}.json"
 
 
 def write_query_bundle(encoder: SentenceTransformerEncoder) -> Path | None:
@@ -65,7 +66,7 @@ def write_query_bundle(encoder: SentenceTransformerEncoder) -> Path | None:
     plan, session = encoder._plan, encoder._session
     if encoder.model_path is None or plan is None or session is None:
         return None
-    path = _bundle_path(encoder.model_path)
+    path = _bundle_path(encoder.model_path, encoder.precision)
     if path.is_file():
         return path
     backend = getattr(plan.tokenizer, "backend_tokenizer", None)
@@ -145,6 +146,7 @@ class LightTextEncoder(SentenceTransformerEncoder):
         self.name = bundle["name"]
         self.dim = int(bundle["dim"])
         self._spec = dict(bundle["spec"])
+        self.precision = str(self._spec.get("precision", "float32"))
         self._fingerprint = self._spec.get("weights")
         self._plan = _LightPlan(tok, bundle)
         self.backend = "onnx"
@@ -162,7 +164,7 @@ class LightTextEncoder(SentenceTransformerEncoder):
 
 def load_light_encoder(
     folder: str | os.PathLike[str], *, backend: str = "auto", workers: int | None = None,
-    num_threads: int | None = None,
+    num_threads: int | None = None, precision: str = "float32",
 ) -> LightTextEncoder | None:  # fmt: skip
     """The torch-free encoder for ``folder`` if a query bundle matches it, else None.
 
@@ -175,7 +177,7 @@ def load_light_encoder(
         import tokenizers  # noqa: F401
     except ImportError:
         return None
-    path = _bundle_path(folder)
+    path = _bundle_path(folder, precision)
     if not path.is_file():
         return None
     try:
