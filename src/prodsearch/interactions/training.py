@@ -223,3 +223,24 @@ def train_with_interactions(
         ids = [p.id for p in products] if products is not None else None
         interactions = interaction_pairs(interactions, ids, event_weights=event_weights)
     return train(catalog, out, cfg, products=products, interactions=list(interactions), **train_kwargs)
+
+
+def train_cli(
+    catalog: str | Path,
+    out: str | Path,
+    *,
+    interactions: str | Path,
+    config_path: str | Path | None = None,
+    overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+):
+    """``prodsearch train CATALOG --out RUN --interactions LOG [--config FILE] [flags]``."""
+    from prodsearch.errors import ConfigError
+    from prodsearch.training.config import load_config
+
+    if resume:
+        raise ConfigError("--resume continues a run as it was started; --interactions starts a new run")
+    cfg = load_config(config_path, {k: v for k, v in (overrides or {}).items() if v is not None})
+    return train_with_interactions(catalog, out, interactions, cfg, overwrite=overwrite, progress=progress)
