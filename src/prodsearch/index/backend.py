@@ -105,7 +105,9 @@ class VectorBackend(Protocol):
 class FaissBackend:
     """The embedded store: a main exact/HNSW :class:`VectorIndex` plus an exact delta segment.
 
-    ``params`` are :class:`VectorIndex`'s (``kind``, ``hnsw_m``, ``ef_search``...).
+    ``params`` are :class:`VectorIndex`'s (``kind``, ``hnsw_m``, ``ef_search``...). With a
+    compressed ``kind`` (``ivfpq``) main holds PQ codes in RAM and, once saved or loaded, reads its
+    float32 vectors from the saved file (memory-mapped); :meth:`get` returns them exactly.
     """
 
     name: ClassVar[str] = "faiss"
@@ -221,6 +223,17 @@ class FaissBackend:
             top_k(np.concatenate([a.iids, b.iids]), np.concatenate([a.scores, b.scores]), k)
             for a, b in zip(hits, extra, strict=True)
         ]
+
+    def reindexed(self, **params: Any) -> FaissBackend:
+        """A new backend with ``params`` (e.g. another ``kind``) holding the same vectors, all
+        pending (the next :meth:`compact` builds its index), at the same ``applied_seq``."""
+        new = FaissBackend(self.dim, **params)
+        with self._wlock:
+            iids = self.iids
+            for s in range(0, iids.size, 1 << 16):
+                new.upsert(iids[s : s + (1 << 16)], self.get(iids[s : s + (1 << 16)]))
+        new.applied_seq = self.applied_seq
+        return new
 
     # ------------------------------------------------------------------ maintenance
     def compact(self) -> None:
