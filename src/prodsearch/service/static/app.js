@@ -17,6 +17,22 @@ const limits = {
   perPage: Math.max(1, Number.parseInt(params.get("per_page") || "24", 10) || 24),
   maxUploadBytes: Infinity,
 };
+// Opt-in learning from shoppers (PRODSEARCH_INTERACTION_LOG): a click on a result of a text search is
+// reported to /events with the query; when the service logs nothing it answers 403 and the page stops.
+const shopper = { query: null, logging: true, session: sessionStorage.getItem("prodsearch-session") };
+if (!shopper.session) {
+  shopper.session = Math.random().toString(36).slice(2, 12);
+  sessionStorage.setItem("prodsearch-session", shopper.session);
+}
+
+function reportClick(product) {
+  if (!shopper.logging || !shopper.query) return;
+  const body = { product_id: product.id, event: "click", query: shopper.query, session_id: shopper.session };
+  fetch("events", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) })
+    .then((response) => { if (response.status === 403) shopper.logging = false; })
+    .catch(() => {});
+}
+
 // attribute names that tell a shopper what a product is, shown on the cards first
 const KEY_ATTRIBUTE = /(type|categ|kind|colou?r|farbe|couleur)/i;
 
@@ -72,6 +88,7 @@ async function runSearch() {
   showStatus("Searching…");
   try {
     const response = await api("search", options);
+    shopper.query = state.photo ? null : state.text; // clicks are logged for text searches only
     setResults(response, describeQuery());
   } catch (err) {
     showStatus(err.message, true);
@@ -91,6 +108,7 @@ async function showSimilar(product) {
   showStatus("Searching…");
   try {
     const response = await api(`products/${encodeURIComponent(product.id)}/similar?k=${limits.fetch}&explain=true`);
+    shopper.query = null;
     setResults(response, `similar to “${product.title}”`);
   } catch (err) {
     showStatus(err.message, true);
@@ -250,7 +268,10 @@ function renderPage() {
     if (debug) score.textContent = r.score.toFixed(4);
     else score.remove();
     card.querySelector(".attrs").textContent = keyAttributes(r.attributes).join(" · ");
-    card.querySelector(".similar").addEventListener("click", () => showSimilar(r));
+    for (const el of [card.querySelector(".photo"), card.querySelector(".title")]) {
+      el.addEventListener("click", () => reportClick(r));
+    }
+    card.querySelector(".similar").addEventListener("click", () => { reportClick(r); showSimilar(r); });
     const why = card.querySelector(".why");
     const whyButton = card.querySelector(".why-btn");
     if (r.explanation) {
