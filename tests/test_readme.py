@@ -63,7 +63,7 @@ def run_block(code: str, env: dict[str, str]) -> str:
 
 
 def test_readme_marks_its_tour_blocks():
-    assert set(tour_blocks()) == {"after-demo", "own-catalog", "python"}
+    assert set(tour_blocks()) == {"after-demo", "own-catalog", "models", "python"}
 
 
 def test_after_demo_commands_run_as_written(env):
@@ -88,3 +88,13 @@ def test_python_tour_runs_as_written(env):
 def test_own_catalog_commands_run_as_written(env):
     out = run_block(tour_blocks()["own-catalog"], env)
     assert "100/100 rows accepted" in out and "report written to" in out
+
+
+def test_models_commands_run_as_written(env):
+    out = run_block(tour_blocks()["models"], env)
+    assert "sync: added 100" in out and "train: candidate v2 (warm start from v1)" in out
+    assert (
+        "paired resamples" in out
+        and "now serves v2" in out
+        and "now serves v1 (was v2; encoded 0 products)" in out
+    )

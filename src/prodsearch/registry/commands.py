@@ -26,6 +26,12 @@ def _logging(verbose: bool) -> None:
     _setup_logging(verbose)
 
 
+def _progress(flag: bool | None) -> bool:
+    from prodsearch.cli import _progress as progress
+
+    return progress(flag)
+
+
 def _reload_hint() -> str:
     return (
         "a running `prodsearch serve` of this index picks it up with: "
@@ -156,6 +162,11 @@ def refresh_command(
     epochs: Annotated[
         int | None, typer.Option(help="Training epochs (default: the served version's).")
     ] = None,
+    limit: Annotated[int | None, typer.Option(help="Sync only the catalog's first N rows.")] = None,
+    progress: Annotated[
+        bool | None,
+        typer.Option("--progress/--no-progress", help="Progress bars (default: only on a terminal)."),
+    ] = None,
     verbose: Verbose = False,
 ) -> None:
     """Sync the catalog, re-train from the served model (warm start), evaluate the candidate against
@@ -174,6 +185,8 @@ def refresh_command(
         margin=margin,
         resamples=resamples,
         interactions=interactions,
+        limit=limit,
+        progress=_progress(progress),
         echo=typer.echo,
     )
     if report.get("promote", {}).get("promoted"):

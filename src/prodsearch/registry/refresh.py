@@ -65,8 +65,9 @@ def ensure_registered(engine: Any, reg: Registry | None = None) -> str:
     return rec.version
 
 
-def sync(index: Path, catalog: Path, *, progress: bool = False) -> Any:
-    """The catalog into the index with the served model and the index's own column mapping."""
+def sync(index: Path, catalog: Path, *, limit: int | None = None, progress: bool = False) -> Any:
+    """The catalog (its first ``limit`` rows) into the index with the served model and the index's
+    own column mapping."""
     from prodsearch.catalog.schema import ColumnMapping
     from prodsearch.search import layout
     from prodsearch.search.builder import build_index
@@ -78,6 +79,7 @@ def sync(index: Path, catalog: Path, *, progress: bool = False) -> Any:
         index,
         mapping=ColumnMapping.from_dict(manifest.mapping),
         recipe=EmbedderRecipe.from_dict(manifest.settings.get("recipe", {})),
+        limit=limit,
         progress=progress,
     )
 
@@ -101,6 +103,7 @@ def train_candidate(
     cfg = dict(reg.get(parent).config)
     if not cfg:
         raise ConfigError(f"version {parent} has no config.json to re-train with")
+    cfg["max_products"] = None  # the index's products are the data (a first run may have sampled)
     cfg.update({k: v for k, v in (overrides or {}).items() if v is not None})
     if epochs is not None:
         cfg["epochs"] = int(epochs)
@@ -128,6 +131,8 @@ def train_candidate(
             **({"interactions": extra} if extra else {}),
         )
         rec = reg.add(out, status="candidate", parent=parent, training={"seconds": result.seconds})
+        rec.source_run = f"prodsearch refresh (warm start from {parent})"  # its folder was temporary
+        reg.save(rec)
         reg.freeze_split(json.loads((out / "split.json").read_text("utf-8")))
     finally:
         shutil.rmtree(out, ignore_errors=True)
@@ -176,12 +181,14 @@ def refresh(
     resamples: int = 1000,
     interactions: str | Path | None = None,
     max_queries: int = 300,
+    limit: int | None = None,
     progress: bool = False,
     factory: Any = None,
     echo: Callable[[str], None] = log.info,
 ) -> dict[str, Any]:
     """Run ``steps`` of a refresh (see the module docstring); returns what each step did.
-    ``version``: the candidate that ``evaluate`` / ``promote`` use (default: the newest candidate)."""
+    ``version``: the candidate that ``evaluate`` / ``promote`` use (default: the newest candidate);
+    ``limit``: sync only the catalog's first rows (as ``prodsearch index --limit``)."""
     from prodsearch.registry.evaluate import compare_versions, format_evaluation
     from prodsearch.search.engine import Engine
 
@@ -194,7 +201,7 @@ def refresh(
         if catalog is None:
             raise ConfigError("the sync step needs --catalog CATALOG")
         t = time.perf_counter()
-        rep = sync(index, Path(catalog), progress=progress)
+        rep = sync(index, Path(catalog), limit=limit, progress=progress)
         report["sync"] = {
             "added": rep.added,
             "updated": rep.updated,
