@@ -17,6 +17,7 @@ complete or not at all (built aside, then renamed).
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -233,6 +234,7 @@ class Registry:
         return added
 
 
+@functools.lru_cache(maxsize=256)  # asked on every search: resolve each path pair once
 def version_of(index_root: str | Path, model_run: str | None) -> str | None:
     """The registered version an index's manifest serves (its ``model_run`` is ``models/vN/run``),
     ``"unregistered"`` for a trained model outside the registry, ``None`` for an untuned index."""

@@ -46,12 +46,9 @@ PHOTOS = "photos.json"
 def photo_state(engine: Any) -> dict[int, str]:
     """``{iid: photo hash}`` of every stored product with a photo (what its joint vector depends on).
     The caller keeps writes out (the writer's mutex) while it uses the result."""
-    iids = engine.store.all_iids().tolist()
-    out: dict[int, str] = {}
-    for iid, p in zip(iids, engine.store.iter_products(), strict=True):
-        if p.image_path:
-            out[int(iid)] = p.image_hash or f"path:{p.image_path}"
-    return out
+    products = [p for p in engine.store.iter_products() if p.image_path]
+    iids = engine.store.iid_of([p.id for p in products]) if products else []
+    return {int(i): p.image_hash or f"path:{p.image_path}" for i, p in zip(iids, products, strict=True)}
 
 
 def encode_joint(engine: Any, embedder: Any, iids: Sequence[int], progress: bool = False) -> np.ndarray:
