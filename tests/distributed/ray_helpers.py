@@ -44,3 +44,22 @@ def dying_embedder(marker: str, die_on_call: int = 1, every_process: bool = Fals
 def register_fakes() -> None:
     """Ray ``worker_process_setup_hook``: registers the toy encoders by name in every worker."""
     import fakes  # noqa: F401
+
+
+class _SlowImageEncoder(FakeImageEncoder):
+    def __init__(self, delay: float):
+        super().__init__()
+        self.delay = delay
+
+    def encode(self, items: Any, **kw: Any) -> Any:
+        time.sleep(self.delay)
+        return super().encode(items, **kw)
+
+    spec = FakeImageEncoder.spec
+
+
+def slow_embedder(delay: float) -> Embedder:
+    """The fake embedder, whose image encoder takes ``delay`` seconds per call (a job to interrupt)."""
+    image = _SlowImageEncoder(delay)
+    image.name = "fake-image"
+    return Embedder(FakeTextEncoder(), image, aligned=True, name="fake")

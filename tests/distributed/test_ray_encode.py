@@ -1,8 +1,9 @@
 """Ray Data encoding on a local Ray started here (one per module: start-up costs ~10 s).
 
 The single-process path (:func:`encode_products`) is the reference: the Ray path must return
-the same vectors bit for bit, also after an actor is killed mid-job, and a job that dies must
-not redo the batches it already wrote when it is run again.
+the same vectors bit for bit, also after an actor is killed mid-job; its batches are committed
+to the index one by one, and a job, or a driver, that dies must not redo the batches it already
+committed when the build is run again.
 """
 
 from __future__ import annotations
@@ -71,9 +72,9 @@ def test_ray_vectors_identical_to_single_process_and_resumed_from_cache(local_ra
     enc = _encoder(tmp_path)
     _assert_same(enc(emb, products), want)
     rep = enc.report
-    assert (rep.items, rep.cached, rep.computed) == (24, 0, 24)  # 12 texts + 12 photos, all distinct
-    assert rep.batches >= 6
-    assert set(rep.timings) >= {"plan", "load", "read", "decode", "encode", "write", "wall"}
+    assert (rep.products, rep.items, rep.cached, rep.computed) == (12, 24, 0, 24)  # 12 texts + 12 photos
+    assert rep.batches >= 3  # batches of 4 products
+    assert set(rep.timings) >= {"plan", "load", "read", "decode", "encode", "write", "commit", "wall"}
     assert all(v >= 0 for v in rep.timings.values()) and rep.timings["encode"] > 0
 
     again = _encoder(tmp_path)  # a second run finds everything written: no Ray job at all
@@ -91,7 +92,7 @@ def test_a_killed_actor_is_restarted_and_the_result_is_unchanged(local_ray, tmp_
 
 
 def test_a_dead_job_is_resumed_without_redoing_written_batches(local_ray, tmp_path, products):
-    # One actor, never restarted, that dies on its second photo batch: the job fails.
+    # One actor, never restarted, that dies on its second batch: the job fails.
     marker = tmp_path / "died"
     dying = functools.partial(dying_embedder, str(marker), die_on_call=2, every_process=True)
     enc = _encoder(tmp_path, dying, actors=1, max_restarts=0)
@@ -106,6 +107,131 @@ def test_a_dead_job_is_resumed_without_redoing_written_batches(local_ray, tmp_pa
     resumed = _encoder(tmp_path)
     _assert_same(resumed(emb, products), encode_products(emb, products))
     assert (resumed.report.cached, resumed.report.computed) == (written, 24 - written)
+
+
+def _same_search(built: Path, reference: Path, photo: Path) -> None:
+    """Each signal scores every product as in the reference build. (Products committed in another
+    order get other internal ids, which only breaks ties between equal scores differently.)"""
+    from prodsearch.search.engine import Engine
+
+    emb = fake_embedder()
+    with Engine.open(reference, embedder=emb) as a, Engine.open(built, embedder=emb) as b:
+        queries = ({"text": "red shirt", "mode": "text"}, {"text": "black leather", "mode": "lexical"})
+        for kw in (*queries, {"image": photo, "mode": "image"}):
+            want = {h.id: round(h.score, 6) for h in a.search(k=12, **kw).results}
+            assert {h.id: round(h.score, 6) for h in b.search(k=12, **kw).results} == want, kw
+
+
+def _committed(index: Path) -> int:
+    from prodsearch.catalog.store import ProductStore
+
+    with ProductStore(index) as store:
+        return len(store)
+
+
+def test_batches_are_committed_as_they_arrive_and_a_dead_job_resumes_from_the_index(
+    local_ray, tmp_path, tiny_catalog, tiny_mapping, products
+):
+    """No feature cache between the runs: what the second build skips, it skips because the
+    index already holds it (each Ray batch was one logged commit through the IndexWriter)."""
+    reference = tmp_path / "reference"
+    build_index(tiny_catalog, reference, mapping=tiny_mapping, embedder=fake_embedder())
+
+    out = tmp_path / "idx"
+    marker = tmp_path / "died"
+    dying = functools.partial(dying_embedder, str(marker), die_on_call=3, every_process=True)
+    enc = RayEncoder(
+        RayEncodeConfig(actors=1, batch_size=2, max_restarts=0), dying, cache=FeatureCache(tmp_path / "f1")
+    )
+    with pytest.raises(EncoderError, match="Ray encoding job failed after"):
+        build_index(tiny_catalog, out, mapping=tiny_mapping, embedder=fake_embedder(), encode=enc)
+    committed = _committed(out)
+    assert committed == enc.report.batches * 2 and 0 < committed < 12, committed
+
+    again = RayEncoder(
+        RayEncodeConfig(actors=1, batch_size=2), fake_embedder, cache=FeatureCache(tmp_path / "f2")
+    )
+    report = build_index(tiny_catalog, out, mapping=tiny_mapping, embedder=fake_embedder(), encode=again)
+    assert (report.encoded_text, report.encoded_images) == (12 - committed, 12 - committed)
+    assert (report.added, report.unchanged) == (12 - committed, committed)
+    assert again.report.computed == 2 * (12 - committed) and again.report.timings["commit"] > 0
+    _same_search(out, reference, tiny_catalog.parent / "images" / "p04.jpg")
+
+
+DRIVER = """
+import functools, sys
+sys.path[:0] = {paths!r}
+import ray
+ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False, runtime_env={{
+    "env_vars": {{"PYTHONPATH": {pythonpath!r}}}, "worker_process_setup_hook": "ray_helpers.register_fakes"}})
+from ray_helpers import slow_embedder
+from fakes import fake_embedder
+from prodsearch.catalog.schema import ColumnMapping
+from prodsearch.distributed.ray_encode import RayEncodeConfig, RayEncoder
+from prodsearch.encoders.cache import FeatureCache
+from prodsearch.search.builder import build_index
+
+class Announce(RayEncoder):  # says when each batch is committed (the builder resumed the stream)
+    def stream(self, *args, **kwargs):
+        for chunk in super().stream(*args, **kwargs):
+            yield chunk
+            print("committed", len(chunk[0]), flush=True)
+
+enc = Announce(RayEncodeConfig(actors=1, batch_size=2), functools.partial(slow_embedder, 0.5),
+               cache=FeatureCache({cache!r}))
+build_index({catalog!r}, {out!r}, mapping=ColumnMapping.from_dict({mapping!r}), embedder=fake_embedder(), encode=enc)
+print("finished", flush=True)
+"""
+
+
+def test_a_killed_driver_leaves_a_consistent_index_and_the_rerun_encodes_only_the_rest(
+    local_ray, tmp_path, tiny_catalog, tiny_mapping
+):
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    out = tmp_path / "idx"
+    script = DRIVER.format(
+        paths=[str(HERE), str(HERE.parent)],
+        pythonpath=os.pathsep.join([str(HERE), str(HERE.parent)]),
+        cache=str(tmp_path / "f1"),
+        catalog=str(tiny_catalog),
+        out=str(out),
+        mapping=tiny_mapping.to_dict(),
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()  # blocks until the first batch is committed
+        assert line.startswith("committed"), line
+        family = psutil.Process(proc.pid).children(recursive=True)
+        proc.send_signal(signal.SIGKILL)  # no cleanup, no finally: as a lost node or an OOM kill
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        for child in family if "family" in locals() else []:  # the Ray processes it started
+            try:
+                child.kill()
+            except psutil.NoSuchProcess:
+                pass
+    committed = _committed(out)
+    assert 2 <= committed < 12, committed
+
+    again = RayEncoder(
+        RayEncodeConfig(actors=1, batch_size=4), fake_embedder, cache=FeatureCache(tmp_path / "f2")
+    )
+    report = build_index(tiny_catalog, out, mapping=tiny_mapping, embedder=fake_embedder(), encode=again)
+    assert (report.encoded_text, report.added, report.unchanged) == (
+        12 - committed,
+        12 - committed,
+        committed,
+    )
+    reference = tmp_path / "reference"
+    build_index(tiny_catalog, reference, mapping=tiny_mapping, embedder=fake_embedder())
+    _same_search(out, reference, tiny_catalog.parent / "images" / "p04.jpg")
 
 
 def test_a_photo_broken_after_validation_is_named(local_ray, tmp_path, products):
@@ -143,7 +269,7 @@ def test_cli_index_with_ray(local_ray, tmp_path, tiny_catalog, capsys, monkeypat
     assert exc.value.code == 0
     stdout = capsys.readouterr().out
     assert "added 12" in stdout and "encoded 12 texts, 12 images" in stdout
-    assert "ray: 24 unique items, 0 from the feature cache, 24 encoded" in stdout
+    assert "ray: 12 products, 24 vectors: 0 from the feature cache, 24 encoded" in stdout
     assert layout.Manifest.load(out).counts == {"products": 12, "text": 12, "image": 12}
     # the index searches exactly like one built in this process
     from prodsearch.search.engine import Engine

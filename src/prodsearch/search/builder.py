@@ -111,7 +111,9 @@ def build_index(
     (``encoding``, ``image_root``, ``fetch_options``).
 
     ``encode``: replaces :func:`encode_products` (same signature), e.g. a
-    :class:`prodsearch.distributed.ray_encode.RayEncoder` that encodes on a Ray cluster.
+    :class:`prodsearch.distributed.ray_encode.RayEncoder` that encodes on a Ray cluster; one with
+    a ``stream`` method (same arguments, yielding ``(products, encoded)`` batches) has each batch
+    committed as it arrives, so a build that dies keeps the batches it committed.
 
     ``backend``: where the vectors live: ``faiss`` (embedded, the default) or a Milvus location
     (``milvus://HOST:PORT``, or a ``.db`` path for Milvus Lite) with ``backend_options`` (see
@@ -198,22 +200,38 @@ def build_index(
         plan = writer.store.plan(result.products, delete_missing=delete_missing)
         report.timings["plan"] = time.perf_counter() - t
         t = time.perf_counter()
-        encoded = (encode or encode_products)(
-            embedder, plan.changed, batch_size=batch_size, progress=progress
-        )
+        stream = getattr(encode, "stream", None)
+        encoded: dict[str, tuple[list[int], np.ndarray]] = {}
+        if stream is not None:
+            # a distributed encoder's batches are committed as they arrive (one logged commit
+            # each): the driver holds one batch, and a re-run plans only what is not committed yet
+            for chunk, part in stream(embedder, plan.changed, batch_size=batch_size, progress=progress):
+                done = writer.write(chunk, vectors=vectors_by_id(chunk, part))
+                report.added += len(done.added)
+                report.updated += len(done.updated)
+                report.encoded_text += len(part.get("text", ((), None))[0])
+                report.encoded_images += len(part.get("image", ((), None))[0])
+        else:
+            encoded = (encode or encode_products)(
+                embedder, plan.changed, batch_size=batch_size, progress=progress
+            )
+            report.encoded_text = len(encoded.get("text", ((), None))[0])
+            report.encoded_images = len(encoded.get("image", ((), None))[0])
         report.timings["encode"] = time.perf_counter() - t
-        report.encoded_text = len(encoded.get("text", ((), None))[0])
-        report.encoded_images = len(encoded.get("image", ((), None))[0])
+        streamed = report.added + report.updated
         t = time.perf_counter()
-        # one atomic, logged commit of the whole catalog change (store rows + vectors)
+        # one atomic, logged commit of the whole catalog change (store rows + vectors; after a
+        # streamed encode: the deletions)
         sync = writer.write(
             result.products,
-            vectors=vectors_by_id(plan.changed, encoded),
+            vectors=vectors_by_id(plan.changed, encoded) if stream is None else {},
             delete_missing=delete_missing,
         )
         report.timings["commit"] = time.perf_counter() - t
-        report.added, report.updated = len(sync.added), len(sync.updated)
-        report.unchanged, report.deleted = len(sync.unchanged), len(sync.deleted)
+        report.added += len(sync.added)
+        report.updated += len(sync.updated)
+        report.unchanged = len(sync.unchanged) - streamed  # the stream's commits are not changes to it
+        report.deleted = len(sync.deleted)
         t = time.perf_counter()
 
         def save_manifest() -> None:
