@@ -308,3 +308,33 @@ def test_cli_bad_ray_address_fails_before_writing_anything(tmp_path, tiny_catalo
     err = capsys.readouterr().err
     assert err.startswith("error: ") and expected in err and len(err.strip().splitlines()) == 1
     assert not out.exists()
+
+
+def test_an_actor_gives_encode_products_vectors_for_every_kind(products):
+    """Text, photo and a trained model's joint vectors, as the single-process build computes them
+    (the actor run here, without Ray)."""
+    from fakes import FakeImageEncoder, FakeTextEncoder
+    from prodsearch.distributed.ray_encode import _EncoderActor, _read_stage
+    from prodsearch.encoders.base import Embedder
+
+    def with_joint() -> Embedder:
+        return Embedder(
+            FakeTextEncoder(), FakeImageEncoder(), aligned=True, name="fake", joint=fake_embedder()
+        )
+
+    want = encode_products(with_joint(), products)
+    assert sorted(want) == ["image", "joint", "text"]
+    n = len(products)
+    batch = {
+        "pos": np.arange(n),
+        "kinds": np.array(["text,image,joint"] * (n - 1) + ["joint"], dtype=object),
+        "text": np.array([p.full_text() for p in products], dtype=object),
+        "path": np.array([p.image_path for p in products], dtype=object),
+        "need_image": np.ones(n, dtype=bool),
+    }
+    out = _EncoderActor(with_joint, with_joint().spec())(_read_stage(batch))
+    for kind, (pos, vecs) in want.items():
+        rows = [i for i in pos if kind in batch["kinds"][i]]
+        got = np.stack([np.frombuffer(out[f"vec_{kind}"][i], dtype=np.float32) for i in rows])
+        np.testing.assert_array_equal(got, vecs[rows], err_msg=kind)
+    assert out["vec_text"][n - 1] == b"" and out["vec_image"][n - 1] == b""  # only what was asked

@@ -169,7 +169,7 @@ class _EncoderActor:
                 if kind not in self.encoders:
                     raise EncoderError(f"embedder {self.embedder.name!r} has no {kind} encoder")
                 vecs = None
-                if kind == "joint" and vectors["image"][rows[0]]:  # a head over the image features
+                if kind == "joint" and all(vectors["image"][i] for i in rows):  # a head over them?
                     base = np.stack([np.frombuffer(vectors["image"][i], dtype=np.float32) for i in rows])
                     vecs = self.embedder.joint_from_base("image", base)
                 if vecs is None:
