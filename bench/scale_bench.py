@@ -97,6 +97,7 @@ def measure(
     queries: np.ndarray,
     ref: list,
     filters: list[tuple[float, np.ndarray, list]],
+    nprobes: list[int],
 ) -> tuple[list[list[str]], str]:
     from prodsearch.index.backend import FaissBackend
 
@@ -149,6 +150,23 @@ def measure(
                 [f"  {raw_name}", "", "", ""]
                 + [f"{pct(raw_t)['p50']:.2f}", f"{pct(raw_t)['p99']:.2f}", f"{raw_recall:.3f}"]
             )
+        if main.compressed and main._graph is not None:  # the search-time knob, on the same index
+            default = main.nprobe
+            for nprobe in nprobes:
+                main.nprobe = main._graph.nprobe = nprobe
+                v_t, v_raw, v_got = [], [], []
+                for q in queries:
+                    t = time.perf_counter()
+                    v_got.append(backend.search(q[None], 10)[0])
+                    v_t.append(time.perf_counter() - t)
+                    t = time.perf_counter()
+                    raw.search(q[None], 10)
+                    v_raw.append(time.perf_counter() - t)
+                rows.append(
+                    [f"  {label}, nprobe={nprobe} (raw p50 {pct(v_raw)['p50']:.2f})", "", "", ""]
+                    + [f"{pct(v_t)['p50']:.2f}", f"{pct(v_t)['p99']:.2f}", f"{recall(v_got, ref):.3f}"]
+                )
+            main.nprobe = main._graph.nprobe = default
         for share, allowed, sub_ref in filters:
             ts, res = [], []
             for q in queries[:FILTER_QUERIES]:
@@ -185,6 +203,11 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--plain", choices=("hnsw", "flat"), default="hnsw", help="uncompressed index kind")
     ap.add_argument("--compressed", choices=("ivfpq", "none"), default="ivfpq")
+    ap.add_argument(
+        "--nprobe",
+        default="16,32,128",
+        help="further IVF nprobe values measured on the same index (unfiltered)",
+    )
     ap.add_argument("--hnsw-m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=80)
     ap.add_argument("--threads", type=int, default=1, help="FAISS/BLAS threads (build and search)")
@@ -221,7 +244,8 @@ def main() -> None:
         systems.append((f"embedded {args.compressed}", {"kind": args.compressed}))
     rows, notes = [], []
     for label, params in systems:
-        r, note = measure(label, params, vecs, queries, ref, filters)
+        nprobes = [int(x) for x in args.nprobe.split(",") if x]
+        r, note = measure(label, params, vecs, queries, ref, filters, nprobes)
         rows += r
         notes.append(note)
         print(table(r, HEADER), flush=True)
