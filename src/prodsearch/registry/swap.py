@@ -186,6 +186,8 @@ def view(engine: Any, embedder: Any, backend: Any, run_dir: Path, fusion: dict[s
         engine.lexical,
     )
     v._writer = engine._writer  # its read lock
+    if hasattr(engine, "popularity"):  # signals that are not the model's stay the served engine's
+        v.popularity = engine.popularity
     return v
 
 
