@@ -21,7 +21,7 @@ import numpy as np
 
 from prodsearch.catalog.schema import ColumnMapping, Product
 from prodsearch.encoders.base import Embedder
-from prodsearch.errors import CatalogError, EncoderMismatchError
+from prodsearch.errors import CatalogError, ConfigError, EncoderMismatchError
 from prodsearch.search import layout
 from prodsearch.search.recipe import EmbedderRecipe
 
@@ -87,6 +87,17 @@ def _encode_images(embedder: Embedder, paths: list[str], hashes: list[str | None
     return embedder.encode_images(paths, **kw)
 
 
+def _apply_index_kind(writer: Any, index_kind: str) -> None:
+    """Rebuild the embedded vector indexes saved with another kind (the compaction below saves them;
+    a run killed before that leaves the old ones, and the manifest naming them, in place)."""
+    from prodsearch.index.backend import FaissBackend
+
+    for kind, be in list(writer.vectors.items()):
+        if isinstance(be, FaissBackend) and be.params()["kind"] != index_kind:
+            log.info("rebuilding %s vectors: index kind %s -> %s", kind, be.params()["kind"], index_kind)
+            writer.vectors[kind] = be.reindexed(**writer.vector_params)
+
+
 def build_index(
     catalog: str | Path,
     out: str | Path,
@@ -97,7 +108,7 @@ def build_index(
     strict: bool = False,
     limit: int | None = None,
     delete_missing: bool = True,
-    index_kind: str = "auto",
+    index_kind: str | None = None,
     batch_size: int = 64,
     progress: bool = False,
     read_options: dict[str, Any] | None = None,
@@ -120,11 +131,18 @@ def build_index(
     :class:`prodsearch.index.milvus.MilvusConfig`); checked before anything is written. An existing
     index keeps its backend.
 
+    ``index_kind``: the embedded vector index, ``auto``, ``flat``, ``hnsw`` or ``ivfpq``
+    (compressed, see :mod:`prodsearch.index.vector`); ``None`` keeps an existing index's kind
+    (else ``auto``). A kind other than the one saved rebuilds the saved vectors with it.
+
     Raises :class:`EncoderMismatchError` when ``out`` already holds an index built with another encoder.
     """
     from prodsearch.catalog import read_catalog
     from prodsearch.catalog.readers import summarize_problems, write_problem_report
+    from prodsearch.index.vector import KINDS
 
+    if index_kind is not None and index_kind not in KINDS:  # a backend is made only at the first write
+        raise ConfigError(f"index kind {index_kind!r} is unknown; expected one of {', '.join(KINDS)}")
     out = Path(out)
     report = BuildReport(index=str(out))
     t0 = time.perf_counter()
@@ -150,6 +168,9 @@ def build_index(
             embedder.check_compatible(old_manifest.embedder, where=f"index {out}")
         except EncoderMismatchError as err:
             raise EncoderMismatchError(f"{err}; use a new --out folder") from None
+    kind_given = index_kind is not None
+    if index_kind is None:
+        index_kind = old_manifest.settings.get("index_kind", "auto") if old_manifest is not None else "auto"
     backend_name = old_manifest.backend if old_manifest is not None else layout.Manifest.backend
     backend_params = old_manifest.settings.get("backend_params", {}) if old_manifest is not None else {}
     if backend is not None:
@@ -196,6 +217,8 @@ def build_index(
         auto_compact=False,
     )
     try:
+        if kind_given:
+            _apply_index_kind(writer, index_kind)
         t = time.perf_counter()
         plan = writer.store.plan(result.products, delete_missing=delete_missing)
         report.timings["plan"] = time.perf_counter() - t
