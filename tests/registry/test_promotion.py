@@ -80,3 +80,39 @@ def test_worse_candidate_is_refused_and_nothing_changes(make_index, registry_env
         assert engine.model_version == "v1" and engine.search("red", k=3).model == "v1"
     assert reg.get(cand).status == "rejected" and reg.served == "v1"
     assert {p: (idx / p).read_bytes() for p in before} == before
+
+
+def test_clicks_join_training_but_never_on_held_out_products(make_index, registry_env, monkeypatch, tmp_path):
+    """refresh --interactions: shoppers' clicks become training pairs, except clicks on products of the
+    frozen validation/test split (their photos would leak into training through them)."""
+    import json
+
+    import prodsearch.training.main as training_main
+
+    idx = make_index("good")
+    with Engine.open(idx) as engine:
+        ensure_registered(engine)
+        ids = [p.id for p in engine.store.iter_products()]
+    frozen = Registry(idx).frozen_split()
+    log = tmp_path / "clicks.jsonl"
+    with open(log, "w") as fh:
+        for i, pid in enumerate(ids):
+            fh.write(
+                json.dumps(
+                    {"query": f"item {i}", "product_id": pid, "event": "click", "timestamp": 1.7e9 + i}
+                )
+                + "\n"
+            )
+    seen = {}
+    real = training_main.train
+
+    def spy(*a, **kw):
+        seen["pairs"] = list(kw.get("interactions") or [])
+        return real(*a, **kw)
+
+    monkeypatch.setattr(training_main, "train", spy)
+    report = refresh(idx, steps=("train",), interactions=log, epochs=1)
+    assert report["train"]["version"] == "v2"
+    trained_on = {q.product_id for q in seen["pairs"]}
+    assert trained_on == {pid for pid in ids if frozen.get(pid, "train") == "train"}
+    assert len(trained_on) < len(ids)  # held-out products' clicks were left out
