@@ -249,7 +249,13 @@ def switch_to(
     w = engine._writer
     with w._compacting, w._mutex:  # no compaction, no write until the switch is done
         w._check_open()
-        w._take_file_lock()
+        try:
+            w._take_file_lock()
+        except IndexNotFoundError as err:
+            raise IndexNotFoundError(
+                f"{err}: if `prodsearch serve` runs on it, switch there: POST /admin/reload "
+                f'{{"version": "{version}"}} (bearer token)'
+            ) from None
         with w.lock.write():
             w._catch_up()
         state, seq = photo_state(engine), w._seq
