@@ -18,7 +18,7 @@ N = 180
 
 @pytest.fixture(scope="session")
 def registry_env(tmp_path_factory):
-    """(root, catalog, good run, bad run); the feature cache lives in the session's folder."""
+    """(root, catalog, good run, bad run); the feature caches live in temporary folders."""
     import torch
 
     from prodsearch.catalog.readers import read_catalog
@@ -26,14 +26,18 @@ def registry_env(tmp_path_factory):
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("registry")
-    mp = pytest.MonkeyPatch()
-    mp.setenv("PRODSEARCH_CACHE", str(root / "cache"))
     catalog = write_shop(root / "shop", N)
     shuffled = write_shop(root / "shop", N, shuffle_photos=True, name="shuffled.csv")
-    for name, cat in (("good", catalog), ("bad", shuffled)):
-        train(None, root / name, TRAIN_CFG, products=read_catalog(cat).products, progress=False)
-    yield root, catalog, root / "good", root / "bad"
-    mp.undo()
+    with pytest.MonkeyPatch.context() as mp:  # not for the rest of the session (its warm caches)
+        mp.setenv("PRODSEARCH_CACHE", str(root / "cache"))
+        for name, cat in (("good", catalog), ("bad", shuffled)):
+            train(None, root / name, TRAIN_CFG, products=read_catalog(cat).products, progress=False)
+    return root, catalog, root / "good", root / "bad"
+
+
+@pytest.fixture(autouse=True)
+def _cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("PRODSEARCH_CACHE", str(tmp_path / "cache"))
 
 
 def build_trained_index(out: Path, catalog: Path, run: Path) -> Path:
@@ -51,10 +55,12 @@ def build_trained_index(out: Path, catalog: Path, run: Path) -> Path:
 @pytest.fixture(scope="session")
 def _indexes(registry_env):
     root, catalog, good, bad = registry_env
-    return {
-        "good": build_trained_index(root / "idx-good", catalog, good),
-        "bad": build_trained_index(root / "idx-bad", catalog, bad),
-    }
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PRODSEARCH_CACHE", str(root / "cache"))
+        return {
+            "good": build_trained_index(root / "idx-good", catalog, good),
+            "bad": build_trained_index(root / "idx-bad", catalog, bad),
+        }
 
 
 @pytest.fixture
