@@ -102,12 +102,21 @@ def test_cached_views_equal_the_tower_on_the_photo_and_are_reused(tmp_path, monk
 
 
 class SplittableFactory(TinyFactory):
-    """Fake frozen text encoder; a real (random-initialised) EfficientNet-Lite0 image tower."""
+    """Fake frozen text encoder; a real (random-initialised) EfficientNet-Lite0 image tower, and the
+    encoder of its rich features for the frozen side."""
+
+    def _backbone(self):
+        torch.manual_seed(0)
+        return build_backbone("lite0", image_size=32, pretrained=False, taps=RICH_TAPS)
 
     def image_tower(self, cfg):
-        torch.manual_seed(0)
-        bb = build_backbone("lite0", image_size=32, pretrained=False, taps=RICH_TAPS)
+        bb = self._backbone()
         return ImageTower(bb, bb.dim), ImagePreprocessor(32), 32
+
+    def image_encoder(self, cfg):
+        from prodsearch.encoders.image import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(backbone=self._backbone(), image_size=32, features="rich", cache=False)
 
 
 @pytest.mark.parametrize("cache", [True, False])
@@ -165,3 +174,33 @@ def test_the_cache_key_follows_the_weights_of_the_locked_bottom():
         assert _bottom_fingerprint(a, 13) == _bottom_fingerprint(b, 13)
         a.backbone.net._blocks[2]._project_conv.weight.add_(1.0)
         assert _bottom_fingerprint(a, 13) != _bottom_fingerprint(b, 13)
+
+
+def test_a_heads_run_warm_starts_a_tower_fine_tune_and_a_misfit_is_refused(tmp_path, bert_dir):
+    """LP-FT: heads fitted on frozen features start the fine-tune of the image tower's top."""
+    from prodsearch.errors import ConfigError
+    from prodsearch.training.main import build_model, warm_start
+
+    products = synthetic_products(tmp_path / "photos", n=24)
+    factory = SplittableFactory(bert_dir)
+    base = dict(
+        embed_dim=8, head_hidden=16, epochs=1, batch_size=8, patience=0, val_fraction=0.2, test_fraction=0.0
+    )
+    heads = tmp_path / "heads"
+    train(None, heads, TrainConfig(**base, image_size=32), products=products, factory=factory, progress=False)
+    top = TrainConfig(**base, image_size=32, freeze="top", image_unlocked_groups=2, text_unlocked_groups=0)
+    model, _ = build_model(top, factory, text_dim=factory.text_encoder(top).dim)
+    warm_start(model, heads)
+    ref = torch.load(heads / "model.pt", weights_only=False)["model"]
+    assert torch.equal(model.state_dict()["image_head.net.0.weight"], ref["image_head.net.0.weight"])
+    assert torch.equal(model.state_dict()["logit_scale"], ref["logit_scale"])
+    misfit, _ = build_model(
+        TrainConfig(**{**base, "embed_dim": 4}, image_size=32, freeze="top", image_unlocked_groups=2,
+                    text_unlocked_groups=0),
+        factory,
+        text_dim=factory.text_encoder(top).dim,
+    )  # fmt: skip
+    with pytest.raises(ConfigError, match="do not fit"):
+        warm_start(misfit, heads)
+    with pytest.raises(ConfigError, match="no model.pt"):
+        warm_start(model, tmp_path)

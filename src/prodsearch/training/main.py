@@ -14,7 +14,7 @@ import logging
 import math
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -269,6 +269,30 @@ def tower_activations(model: JointModel, data: TrainData, cfg: TrainConfig, prog
     )
 
 
+def warm_start(model: JointModel, run_dir: str | Path) -> None:
+    """Start ``model`` from a run's release weights: heads, temperature and whatever towers the run
+    fine-tuned. A tower the run kept frozen starts from its pretrained weights, so heads trained on
+    frozen features can start a fine-tune of a tower's top (LP-FT: linear probe, then fine-tune)."""
+    from prodsearch.training.embedder import checkpoint_path
+
+    path = checkpoint_path(run_dir)
+    if not path.is_file():
+        raise ConfigError(f"--init-from {str(run_dir)!r}: no model.pt or best.pt in it")
+    try:
+        missing, unexpected = model.load_state_dict(load_checkpoint(path)["model"], strict=False)
+    except RuntimeError as err:  # shapes differ
+        raise ConfigError(
+            f"--init-from {str(run_dir)!r}: its weights do not fit this config ({err})"
+        ) from err
+    missing = [k for k in missing if not k.startswith(("text_tower.", "image_tower."))]
+    if missing or unexpected:
+        raise ConfigError(
+            f"--init-from {str(run_dir)!r}: its weights do not fit this config (missing {missing[:5]}, "
+            f"unexpected {list(unexpected)[:5]})"
+        )
+    log.info("warm start from %s", path)
+
+
 def train(
     catalog: str | Path | None,
     out: str | Path,
@@ -280,10 +304,17 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     resume_overrides: dict[str, Any] | None = None,
+    interactions: Sequence[Any] | None = None,
+    init_from: str | Path | None = None,
+    frozen_split: Mapping[str, str] | None = None,
 ) -> RunResult:
     """Train a joint text-image model on a catalog's own (title, photo) pairs; write everything to ``out``.
 
     ``products`` bypasses reading ``catalog`` (tests, benchmarks); ``factory`` supplies the towers.
+    ``interactions``: shoppers' graded query -> product pairs
+    (:func:`prodsearch.interactions.signals.graded_pairs`) trained alongside the catalog's pairs.
+    ``init_from``: a run folder whose release weights start the model (warm start, same config:
+    ``prodsearch refresh``); ``frozen_split``: an earlier split this one keeps (``split_pairs``).
     """
     t_start = time.perf_counter()
     out = Path(out)
@@ -302,7 +333,7 @@ def train(
     if cfg.max_products:
         products = list(products)[: cfg.max_products]
     pairs = build_pairs(products, n_variants=cfg.text_variants, seed=cfg.split_seed, min_pairs=cfg.min_pairs)
-    split = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed)
+    split = split_pairs(pairs, cfg.val_fraction, cfg.test_fraction, cfg.split_seed, frozen=frozen_split)
     fingerprint = catalog_fingerprint(pairs)
     if resume:
         stored = json.loads((out / "run.json").read_text()) if (out / "run.json").is_file() else {}
@@ -313,6 +344,12 @@ def train(
     # rank 0 encodes the frozen sides' features into the cache; the other ranks then read them
     data, text_dim, image_dim = main_first(dist, lambda: prepare_data(pairs, split, cfg, factory, progress))
     model, data.preprocess = build_model(cfg, factory, text_dim, image_dim)
+    if init_from is not None and not resume:  # before the trainer: DDP broadcasts rank 0's weights
+        warm_start(model, init_from)
+    if interactions:
+        from prodsearch.interactions.training import prepare_extra
+
+        data.extra = prepare_extra(pairs, interactions, cfg, factory, progress)
     # rank 0 runs the locked bottom of a partly unlocked image tower into the cache; the others read it
     data.activations = main_first(dist, lambda: tower_activations(model, data, cfg, progress))
     trainer = Trainer(model, cfg, data, out, progress=progress, dist=dist)
