@@ -258,3 +258,38 @@ def test_switch_that_dies_midway_is_finished_on_open(make_index, monkeypatch):
             resp.model == "v2"
             and [engine.get(r.id).attributes["colour"] for r in resp.results][:3] == ["red"] * 3
         )
+
+
+def test_a_write_racing_the_switch_gets_the_new_models_vectors(make_index, monkeypatch):
+    """A product written while the switch runs (its encoding slowed down so that the switch starts
+    meanwhile) ends with the new model's joint vector, not the old one's."""
+    import dataclasses
+
+    from fakes import FakeTextEncoder
+
+    idx = make_index("bad")
+    refresh(idx, steps=("train", "evaluate"))
+    started = threading.Event()
+    orig = FakeTextEncoder.encode
+
+    def slow(self, items, **kw):
+        if any("racing product" in str(x) for x in items):
+            started.set()
+            time.sleep(0.5)
+        return orig(self, items, **kw)
+
+    monkeypatch.setattr(FakeTextEncoder, "encode", slow)
+    with Engine.open(idx) as engine:
+        ensure_registered(engine)
+        old_joint = engine.embedder
+        new = dataclasses.replace(engine.get("p0000"), id="new1", title="racing product")
+        writer = threading.Thread(target=engine.upsert, args=([new],))
+        writer.start()
+        assert started.wait(10)
+        switch_to(engine, "v2")
+        writer.join()
+        iid = engine.store.iid_of(["new1"])[0]
+        base = engine.vectors["image"].get(np.asarray([iid]))
+        got = engine.vectors["joint"].get(np.asarray([iid]))[0]
+        assert np.allclose(got, engine.embedder.joint_from_base("image", base)[0], atol=1e-6)
+        assert not np.allclose(got, old_joint.joint_from_base("image", base)[0], atol=1e-3)
