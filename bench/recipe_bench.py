@@ -56,6 +56,17 @@ RECIPES = {
         "tower_lr": 1e-4,
         "epochs": 5,
     },
+    # LP-FT: the default recipe's heads (run first), then the image tower's top fine-tuned from them
+    "top4-lpft": {
+        "init_from": "default",
+        "freeze": "top",
+        "image_unlocked_groups": 4,
+        "text_unlocked_groups": 0,
+        "lr": 1e-4,
+        "tower_lr": 1e-4,
+        "warmup_fraction": 0.0,
+        "epochs": 3,
+    },
 }
 
 
@@ -74,16 +85,16 @@ def derive_pooled_cache(products, image_size: int) -> None:
 
 
 def photo_vectors(emb, items, hashes=None):
-    """(untuned vectors, trained-space vectors) of photos, from one pass of the run's image encoder
-    (the untuned ones are the rich features' pooled part, as in an index: encoders/image.py PooledView)."""
+    """(untuned vectors, trained-space vectors) of photos: the index's untuned photo encoder (the
+    pooled part of the rich features, encoders/image.py PooledView) and the run's joint encoder
+    (heads on the same cached features, or a fine-tuned tower's own features under its head)."""
     from prodsearch.encoders.base import l2_normalize
     from prodsearch.encoders.image import FEATURE_DIM
 
-    head = emb.joint.image
-    base = getattr(head, "base", None) or emb.image  # a fine-tuned tower: the index's untuned encoder
-    feats = base.encode_paths(items, hashes) if hashes is not None else base.encode(items)
-    joint = head.project(feats) if hasattr(head, "project") else head.encode(items)
-    return l2_normalize(feats[:, :FEATURE_DIM]), joint
+    def run(enc):
+        return enc.encode_paths(items, hashes) if hashes is not None else enc.encode(items)
+
+    return l2_normalize(run(emb.image)[:, :FEATURE_DIM]), run(emb.joint.image)
 
 
 def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], queries=None, max_queries=500):
@@ -218,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     rows, details = [], {}
     for name in args.recipes.split(","):
         overrides = {**RECIPES[name], "threads": args.threads}
+        init_from = overrides.pop("init_from", None)  # a recipe run earlier in this bench
         if args.epochs:
             overrides["epochs"] = args.epochs
         cfg = from_dict(overrides)
@@ -231,7 +243,8 @@ def main(argv: list[str] | None = None) -> int:
             )
         run = out_root / name
         t0 = time.perf_counter()
-        res = train(catalog, run, cfg, products=products, overwrite=True, progress=False)
+        warm = out_root / init_from if init_from else None
+        res = train(catalog, run, cfg, products=products, overwrite=True, progress=False, init_from=warm)
         seconds = time.perf_counter() - t0
         split = json.loads((run / "split.json").read_text())
         test_ids, val_ids = set(split["test"]), set(split["val"])

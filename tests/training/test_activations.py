@@ -204,3 +204,31 @@ def test_a_heads_run_warm_starts_a_tower_fine_tune_and_a_misfit_is_refused(tmp_p
         warm_start(misfit, heads)
     with pytest.raises(ConfigError, match="no model.pt"):
         warm_start(model, tmp_path)
+
+
+def test_a_tuned_tower_is_served_by_the_encoder_of_its_own_features(tmp_path, bert_dir):
+    """Search time: the tuned backbone runs in the image encoder (onnxruntime, feature cache) under
+    the head; its vectors equal the tower's eager forward, and its spec is not the pretrained one."""
+    from prodsearch.training.embedder import (
+        HeadedEncoder,
+        TowerImageEncoder,
+        load_trained_embedder,
+        load_trained_model,
+    )
+
+    products = synthetic_products(tmp_path / "photos", n=24)
+    factory = SplittableFactory(bert_dir)
+    cfg = TrainConfig(
+        epochs=1, batch_size=8, embed_dim=8, head_hidden=16, lr=1e-2, tower_lr=1e-2, patience=0,
+        val_fraction=0.2, test_fraction=0.0, freeze="top", image_unlocked_groups=2, text_unlocked_groups=0,
+    )  # fmt: skip
+    run = tmp_path / "run"
+    train(None, run, cfg, products=products, factory=factory, progress=False)
+    emb = load_trained_embedder(run, factory=factory)
+    assert isinstance(emb.image, HeadedEncoder)
+    paths = [p.image_path for p in products[:10]]
+    served = emb.image.encode_paths(paths, [f"k{i}" for i in range(10)])  # the fixture fakes hashes
+    model, _, preprocess = load_trained_model(run, factory)
+    eager = TowerImageEncoder(model.image_tower, preprocess, model, "run", {}).encode(paths)
+    np.testing.assert_allclose(served, eager, atol=1e-4)
+    assert emb.image.base.spec()["weights"] != factory.image_encoder(cfg).spec()["weights"]

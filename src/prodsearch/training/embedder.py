@@ -188,8 +188,11 @@ def load_trained_embedder(
         text: Encoder = HeadedEncoder(factory.text_encoder(cfg), model, run_id)
     else:
         text = TowerTextEncoder(model.text_tower, model, run_id, base)
+    tuned = factory.tuned_image_encoder(model.image_tower, cfg) if model.image_tower is not None else None
     if model.image_tower is None:
         image: Encoder = HeadedEncoder(factory.image_encoder(cfg), model, run_id)
+    elif tuned is not None:  # the tuned tower's own features under the head: onnxruntime, cached
+        image = HeadedEncoder(tuned, model, run_id)
     else:
         image = TowerImageEncoder(
             model.image_tower, preprocess, model, run_id, {"tower": cfg.image_tower, "freeze": cfg.freeze}

@@ -68,6 +68,23 @@ class TowerFactory:
         dim = int(getattr(backbone, "dim", getattr(backbone, "out_dim", 1280)))
         return ImageTower(backbone, dim), pre, size
 
+    def tuned_image_encoder(self, tower: ImageTower, cfg: TrainConfig) -> Encoder | None:
+        """The encoder of a fine-tuned EfficientNet tower's features (what its head projects):
+        the frozen path's encoder on the tuned backbone, so search-time encoding gets onnxruntime,
+        batched decoding and the feature cache (its spec carries the tuned weights' fingerprint).
+        ``None`` for other towers (they run eagerly)."""
+        backbone = tower.backbone
+        if cfg.image_tower not in EFFICIENTNET or not hasattr(backbone, "up_to"):
+            return None
+        from prodsearch.encoders.image import EfficientNetLiteEncoder
+
+        return EfficientNetLiteEncoder(
+            EFFICIENTNET[cfg.image_tower],
+            image_size=int(backbone.image_size),
+            backbone=backbone,
+            features="rich" if tower.tap_dims else "pooled",
+        )
+
     def photo_size(self, paths: list[str], sample: int = 200) -> int | None:
         """Median longer side (px) of up to ``sample`` photos (headers only), ``None`` if none opens."""
         from PIL import Image
