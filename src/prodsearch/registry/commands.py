@@ -35,7 +35,7 @@ def _progress(flag: bool | None) -> bool:
 def _reload_hint() -> str:
     return (
         "a running `prodsearch serve` of this index picks it up with: "
-        "curl -X POST -H 'Authorization: Bearer $PRODSEARCH_API_TOKEN' http://HOST:PORT/admin/reload"
+        'curl -X POST -H "Authorization: Bearer $PRODSEARCH_API_TOKEN" http://HOST:PORT/admin/reload'
     )
 
 
