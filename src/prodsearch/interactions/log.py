@@ -18,7 +18,7 @@ import math
 import os
 from collections import Counter
 from collections.abc import Collection, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -308,7 +308,3 @@ def split_by_time(log: InteractionLog | Sequence[Interaction], holdout_fraction:
         InteractionLog(events[:cut], source=f"{source} (before {iso(cut_time)})", rows=cut),
         InteractionLog(events[cut:], source=f"{source} (from {iso(cut_time)})", rows=len(events) - cut),
     )
-
-
-def event_record(event: Interaction) -> dict[str, object]:
-    return asdict(event)
