@@ -97,7 +97,7 @@ def measure(
     queries: np.ndarray,
     ref: list,
     filters: list[tuple[float, np.ndarray, list]],
-    nprobes: list[int],
+    knobs: list[tuple[str, int]],
 ) -> tuple[list[list[str]], str]:
     from prodsearch.index.backend import FaissBackend
 
@@ -150,10 +150,12 @@ def measure(
                 [f"  {raw_name}", "", "", ""]
                 + [f"{pct(raw_t)['p50']:.2f}", f"{pct(raw_t)['p99']:.2f}", f"{raw_recall:.3f}"]
             )
-        if main.compressed and main._graph is not None:  # the search-time knob, on the same index
-            default = main.nprobe
-            for nprobe in nprobes:
-                main.nprobe = main._graph.nprobe = nprobe
+        if main.compressed and main._graph is not None:  # search-time knobs, on the same index
+            defaults = {"nprobe": main.nprobe, "rerank": main.rerank}
+            for knob, value in knobs:
+                setattr(main, knob, value)
+                main._graph.nprobe = main.nprobe
+                raw.k_factor = max(10, main.rerank) / 10
                 v_t, v_raw, v_got = [], [], []
                 for q in queries:
                     t = time.perf_counter()
@@ -163,10 +165,13 @@ def measure(
                     raw.search(q[None], 10)
                     v_raw.append(time.perf_counter() - t)
                 rows.append(
-                    [f"  {label}, nprobe={nprobe} (raw p50 {pct(v_raw)['p50']:.2f})", "", "", ""]
+                    [f"  {label}, {knob}={value} (raw p50 {pct(v_raw)['p50']:.2f})", "", "", ""]
                     + [f"{pct(v_t)['p50']:.2f}", f"{pct(v_t)['p99']:.2f}", f"{recall(v_got, ref):.3f}"]
                 )
-            main.nprobe = main._graph.nprobe = default
+            for knob, value in defaults.items():
+                setattr(main, knob, value)
+            main._graph.nprobe = main.nprobe
+            raw.k_factor = max(10, main.rerank) / 10
         for share, allowed, sub_ref in filters:
             ts, res = [], []
             for q in queries[:FILTER_QUERIES]:
@@ -204,9 +209,9 @@ def main() -> None:
     ap.add_argument("--plain", choices=("hnsw", "flat"), default="hnsw", help="uncompressed index kind")
     ap.add_argument("--compressed", choices=("ivfpq", "none"), default="ivfpq")
     ap.add_argument(
-        "--nprobe",
-        default="16,32,128",
-        help="further IVF nprobe values measured on the same index (unfiltered)",
+        "--knobs",
+        default="nprobe=32,nprobe=128,rerank=100,rerank=400",
+        help="further IVF-PQ search settings measured on the same index, one at a time (unfiltered)",
     )
     ap.add_argument("--hnsw-m", type=int, default=32)
     ap.add_argument("--ef-construction", type=int, default=80)
@@ -244,8 +249,8 @@ def main() -> None:
         systems.append((f"embedded {args.compressed}", {"kind": args.compressed}))
     rows, notes = [], []
     for label, params in systems:
-        nprobes = [int(x) for x in args.nprobe.split(",") if x]
-        r, note = measure(label, params, vecs, queries, ref, filters, nprobes)
+        knobs = [(k, int(v)) for k, v in (x.split("=") for x in args.knobs.split(",") if x)]
+        r, note = measure(label, params, vecs, queries, ref, filters, knobs)
         rows += r
         notes.append(note)
         print(table(r, HEADER), flush=True)

@@ -138,7 +138,7 @@ class VectorIndex:
         nlist: int = 0,
         nprobe: int = 64,
         pq_m: int = 0,
-        rerank: int = 100,
+        rerank: int = 200,
     ):
         if not isinstance(dim, (int, np.integer)) or dim < 1:
             raise ConfigError(f"dim must be a positive integer, got {dim!r}")
