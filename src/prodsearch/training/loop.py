@@ -184,7 +184,7 @@ class Trainer:
         self.augment = ColourSafeAugment() if cfg.image_augment else None
         self.progress = progress and self.dist.is_main
         # DDP sees the per-rank forward; parameters used only on the gathered batch stay out of it
-        self.forward = wrap(
+        self.pair = wrap(
             PairForward(model, self._text_side, self._image_side),
             self.dist,
             ignore=[
@@ -254,7 +254,7 @@ class Trainer:
         p = self.data.pairs
         mine, my_variants = shard(idx, self.dist), shard(variants, self.dist)
         with self.autocast():
-            t, im = self.forward((mine, my_variants), (mine, epoch))
+            t, im = self.pair((mine, my_variants), (mine, epoch))
         t, im = gather_with_grad(t.float()), gather_with_grad(im.float())
         texts = [p.texts[i][v] for i, v in zip(idx, variants, strict=True)]
         text_ids: dict[str, int] = {}
@@ -301,10 +301,9 @@ class Trainer:
         for k, idx in enumerate(batches):
             variants = sample_text_indices(self.data.pairs, idx, rng, self.cfg.title_prob)
             step_now = (k + 1) % self.cfg.grad_accum == 0 or k + 1 == len(batches)
-            sync = nullcontext() if step_now or not self.dist.distributed else self.forward.no_sync()
-            with (
-                sync
-            ):  # a forward under no_sync: DDP all-reduces once per optimiser step, not per micro-batch
+            sync = nullcontext() if step_now or not self.dist.distributed else self.pair.no_sync()
+            # a forward under no_sync: DDP all-reduces once per optimiser step, not per micro-batch
+            with sync:
                 loss, parts = self._loss(idx, variants, epoch)
             (loss / self.cfg.grad_accum).backward()
             if step_now:
