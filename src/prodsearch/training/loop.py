@@ -80,6 +80,7 @@ class TrainData:
     preprocess: Callable[[Any], torch.Tensor] | None = None
     attributes: AttributeLabels | None = None
     activations: TowerActivations | None = None  # cached bottom of a partly unlocked image tower
+    extra: Any = None  # shoppers' query -> product pairs (prodsearch.interactions.training.ExtraPairs)
 
 
 def param_groups(model: JointModel, cfg: TrainConfig, extra: list[nn.Module] = ()) -> list[dict[str, Any]]:
@@ -170,7 +171,7 @@ class Trainer:
         )
         extra = [m for m in (head, self.siglip, self.attribute) if m is not None]
         self.optimizer = torch.optim.AdamW(param_groups(model, cfg, extra), betas=(0.9, 0.98), eps=1e-6)
-        n_train = len(data.split["train"])
+        n_train = max(len(data.split["train"]), len(data.extra) if data.extra is not None else 0)
         self.steps_per_epoch = max(1, math.ceil(n_train / cfg.batch_size / cfg.grad_accum))
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
             self.optimizer, warmup_cosine(self.steps_per_epoch * cfg.epochs, cfg.warmup_fraction)
@@ -296,6 +297,9 @@ class Trainer:
         totals: dict[str, float] = {}
         n = 0
         batches = list(self._batches(epoch))
+        extra = self.data.extra.batches(epoch, self.cfg.seed, self.cfg.batch_size) if self.data.extra else []
+        if batches and len(extra) > len(batches):  # every interaction pair once per epoch
+            batches = [batches[k % len(batches)] for k in range(len(extra))]
         bar = _bar(len(batches), f"epoch {epoch}", self.progress)
         self.optimizer.zero_grad(set_to_none=True)
         for k, idx in enumerate(batches):
@@ -305,6 +309,10 @@ class Trainer:
             # a forward under no_sync: DDP all-reduces once per optimiser step, not per micro-batch
             with sync:
                 loss, parts = self._loss(idx, variants, epoch)
+            if extra:
+                term = self.data.extra.loss(self, extra[k % len(extra)], epoch)
+                parts["interactions"] = term.item()
+                loss = loss + term
             (loss / self.cfg.grad_accum).backward()
             if step_now:
                 if self.cfg.grad_clip > 0:
