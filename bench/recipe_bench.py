@@ -47,6 +47,9 @@ RECIPES = {
     "graded": {"graded_positives": 0.3},
     "siglip": {"loss": "siglip+attribute"},
     "linear-heads": {"head": "linear"},
+    # hard in-batch negatives: each batch of 256 drawn from 8 (or 4) product types
+    "hard8": {"batch_groups": 8},
+    "hard4": {"batch_groups": 4},
     # the image tower's top 4 groups (blocks 13-15 + head conv) fine-tuned on cached activations of
     # its locked bottom; text tower locked (LiT the other way round)
     "top4-cached": {

@@ -130,6 +130,12 @@ class TrainConfig:
     # --- optimisation ---
     epochs: int = _f(20, "maximum number of epochs", min=1)
     batch_size: int = _f(256, "pairs per step (in-batch negatives)", min=2)
+    batch_groups: int = _f(
+        0,
+        "draw each batch from N product types (P x K sampling: in-batch negatives of the same type in"
+        " other colours and brands); 0 = random batches. The type column is the evaluation's (detected)",
+        min=0,
+    )
     grad_accum: int = _f(1, "gradient accumulation steps", min=1)
     lr: float = _f(1e-3, "peak learning rate of heads and temperature", min=0.0, max=1.0)
     tower_lr: float = _f(

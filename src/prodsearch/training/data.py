@@ -283,3 +283,49 @@ def same_attributes(labels: dict[str, list[int]], idx: Sequence[int]) -> list[li
         return None
     rows = [[labels[c][i] for c in labels] for i in idx]
     return [[a == b and min(a) >= 0 for b in rows] for a in rows]
+
+
+def grouped_batches(
+    items: Sequence[int], groups: Sequence[int], batch_size: int, n_groups: int, rng: random.Random
+) -> list[list[int]]:
+    """P x K batches for hard in-batch negatives: each batch is made of runs of ``batch_size //
+    n_groups`` items of one group (e.g. one product type), so an item's negatives are mostly
+    products of the same type in other colours and brands, not trivially different ones.
+
+    ``groups[i]`` is item i's group (-1: unknown; those items form runs of their own). Every item
+    appears once; the runs are shuffled, so which groups share a batch changes every epoch.
+    """
+    k = max(1, batch_size // max(1, n_groups))
+    members: dict[int, list[int]] = {}
+    for i in items:
+        members.setdefault(int(groups[i]), []).append(i)
+    runs = []
+    for g in sorted(members):
+        m = members[g]
+        rng.shuffle(m)
+        runs.extend(m[s : s + k] for s in range(0, len(m), k))
+    rng.shuffle(runs)
+    batches, cur = [], []
+    for run in runs:
+        cur.extend(run)
+        if len(cur) >= batch_size:
+            batches.append(cur[:batch_size])
+            cur = cur[batch_size:]
+    if cur:
+        batches.append(cur)
+    return batches
+
+
+def type_groups(products: Sequence[Product], pairs: PairSet) -> list[int] | None:
+    """Per pair, a code of its product type (the evaluation's detected type column; -1 where the
+    product has none), for :func:`grouped_batches`. ``None`` (logged) when no column looks like a type."""
+    from prodsearch.evaluation.fields import resolve_fields
+
+    column = resolve_fields(products).type
+    if column is None:
+        log.warning("batch_groups: no attribute column looks like a product type; batches stay random")
+        return None
+    codes: dict[str, int] = {}
+    groups = [codes.setdefault(a[column], len(codes)) if a.get(column) else -1 for a in pairs.attributes]
+    log.info("batch_groups: batches drawn by %r (%d types)", column, len(codes))
+    return groups

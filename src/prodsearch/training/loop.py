@@ -44,6 +44,7 @@ from prodsearch.training.config import TrainConfig
 from prodsearch.training.data import (
     AttributeLabels,
     PairSet,
+    grouped_batches,
     same_attributes,
     sample_text_indices,
 )
@@ -80,6 +81,7 @@ class TrainData:
     preprocess: Callable[[Any], torch.Tensor] | None = None
     attributes: AttributeLabels | None = None
     activations: TowerActivations | None = None  # cached bottom of a partly unlocked image tower
+    groups: list[int] | None = None  # per pair: its product type's code (batch_groups sampling), -1 unknown
     extra: Any = None  # shoppers' query -> product pairs (prodsearch.interactions.training.ExtraPairs)
 
 
@@ -205,11 +207,15 @@ class Trainer:
     def _batches(self, epoch: int) -> Iterator[list[int]]:
         g = torch.Generator().manual_seed(self.cfg.seed * 100_003 + epoch)
         train = self.data.split["train"]
-        order = torch.randperm(len(train), generator=g).tolist()
         bs = self.cfg.batch_size
+        if self.cfg.batch_groups and self.data.groups is not None:  # hard in-batch negatives
+            rng = random.Random(f"{self.cfg.seed}:batches:{epoch}")
+            chunks = grouped_batches(train, self.data.groups, bs, self.cfg.batch_groups, rng)
+        else:
+            order = torch.randperm(len(train), generator=g).tolist()
+            chunks = [[train[j] for j in order[s : s + bs]] for s in range(0, len(order), bs)]
         w = self.dist.world_size
-        for s in range(0, len(order), bs):
-            chunk = [train[j] for j in order[s : s + bs]]
+        for chunk in chunks:
             chunk = chunk[: len(chunk) - len(chunk) % w]  # ranks embed equal shares of a global batch
             if len(chunk) >= 2:  # a one-item batch has no negatives
                 yield chunk

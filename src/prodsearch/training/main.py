@@ -29,7 +29,7 @@ from prodsearch.training.activations import cached_activations, can_cache
 from prodsearch.training.augment import ColourSafeAugment
 from prodsearch.training.checkpoint import load_checkpoint, save_checkpoint
 from prodsearch.training.config import TrainConfig, from_dict, load_config, unlocked, validate
-from prodsearch.training.data import PairSet, attribute_labels, build_pairs, split_pairs
+from prodsearch.training.data import PairSet, attribute_labels, build_pairs, split_pairs, type_groups
 from prodsearch.training.features import encode_cached
 from prodsearch.training.loop import TrainData, Trainer, resolve_device
 from prodsearch.training.lora import apply_lora
@@ -344,6 +344,8 @@ def train(
     # rank 0 encodes the frozen sides' features into the cache; the other ranks then read them
     data, text_dim, image_dim = main_first(dist, lambda: prepare_data(pairs, split, cfg, factory, progress))
     model, data.preprocess = build_model(cfg, factory, text_dim, image_dim)
+    if cfg.batch_groups:
+        data.groups = type_groups(products, pairs)
     if init_from is not None and not resume:  # before the trainer: DDP broadcasts rank 0's weights
         warm_start(model, init_from)
     if interactions:
