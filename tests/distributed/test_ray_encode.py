@@ -147,6 +147,11 @@ def test_batches_are_committed_as_they_arrive_and_a_dead_job_resumes_from_the_in
         build_index(tiny_catalog, out, mapping=tiny_mapping, embedder=fake_embedder(), encode=enc)
     committed = _committed(out)
     assert committed == enc.report.batches * 2 and 0 < committed < 12, committed
+    from prodsearch.search.engine import Engine
+
+    with Engine.open(out, embedder=fake_embedder()) as engine:  # a consistent, searchable part
+        assert len(engine) == committed
+        assert len(engine.search(text="shirt", k=12, mode="text").results) == committed
 
     again = RayEncoder(
         RayEncodeConfig(actors=1, batch_size=2), fake_embedder, cache=FeatureCache(tmp_path / "f2")
