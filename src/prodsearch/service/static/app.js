@@ -207,7 +207,7 @@ function explanationLines(e) {
   const lines = [];
   if (e.matched_terms.length) lines.push(["Words", e.matched_terms.join(", ")]);
   for (const [k, v] of Object.entries(e.matched_attributes)) lines.push([humanTitle(k), v]);
-  const says = { lexical: "same words", text: "similar description", image: "looks similar" };
+  const says = { lexical: "same words", text: "similar description", image: "looks similar", popularity: "popular with shoppers" };
   const strong = Object.entries(e.contributions).sort((a, b) => b[1] - a[1]).map(([s]) => says[s] || s);
   if (strong.length) lines.push(["Matched by", strong.join(", ")]);
   if (debug) {
