@@ -81,3 +81,23 @@ def record_run(section: str, script: str, argv: list[str] | None, body: str) -> 
 
     args = argv if argv is not None else sys.argv[1:]
     record(section, f"python bench/{script} " + " ".join(shlex.quote(a) for a in args), body)
+
+
+def brute_rank(queries, docs, depth: int = 100):
+    """Exact top-``depth`` positions of ``docs`` for each query (inner product, best first)."""
+    import numpy as np
+
+    return np.argsort(-(queries @ docs.T), axis=1, kind="stable")[:, :depth]
+
+
+def protocol_scores(rankings, query_set) -> dict[str, float]:
+    """Mean of every metric of an evaluation protocol's judgements (evaluation/qrels.py ``score``)
+    for ranked corpus positions ``rankings`` (Q, depth)."""
+    import numpy as np
+
+    from prodsearch.evaluation.qrels import score
+
+    out: dict[str, float] = {}
+    for j in query_set.judgements:
+        out.update({k: float(np.nanmean(v)) for k, v in score(rankings, j).items()})
+    return out

@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, record_run, table  # noqa: E402
+from common import ROOT, brute_rank, protocol_scores, record_run, table  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "datasets"
 CATALOGS = {
@@ -42,22 +42,8 @@ def _timed(fn, *args):
     return out, time.perf_counter() - t
 
 
-def _rank(queries: np.ndarray, docs: np.ndarray, depth: int = 100) -> np.ndarray:
-    s = queries @ docs.T
-    return np.argsort(-s, axis=1, kind="stable")[:, :depth]
-
-
 def _overlap(a: np.ndarray, b: np.ndarray, k: int = 10) -> float:
     return float(np.mean([len(set(x[:k]) & set(y[:k])) / k for x, y in zip(a, b, strict=True)]))
-
-
-def _scores(rankings: np.ndarray, qs) -> dict[str, float]:
-    from prodsearch.evaluation.qrels import score
-
-    out: dict[str, float] = {}
-    for j in qs.judgements:
-        out.update({k: float(np.nanmean(v)) for k, v in score(rankings, j).items()})
-    return out
 
 
 def text_rows(products, corpus, fields, max_queries: int, workdir: Path) -> list[list[str]]:
@@ -77,8 +63,8 @@ def text_rows(products, corpus, fields, max_queries: int, workdir: Path) -> list
         enc._session = session
         d, secs = _timed(enc.encode, docs)
         q = enc.encode(list(qs.queries))
-        runs[name] = (d, _rank(q, d))
-        m = _scores(runs[name][1], qs)
+        runs[name] = (d, brute_rank(q, d))
+        m = protocol_scores(runs[name][1], qs)
         rows.append(
             [
                 "text (MiniLM)",
@@ -126,9 +112,9 @@ def image_rows(products, corpus, fields, max_queries: int, size: int, workdir: P
         enc._session = session
         d, secs = _timed(enc.encode, paths)
         q = l2_normalize(enc.encode(queries))
-        ranked = with_photo[_rank(q, d)]
+        ranked = with_photo[brute_rank(q, d)]
         runs[name] = (d, ranked)
-        m = _scores(ranked, qs)
+        m = protocol_scores(ranked, qs)
         rows.append(
             [
                 f"image (EfficientNet-Lite0, {size} px)",

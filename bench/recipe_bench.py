@@ -237,10 +237,10 @@ def main(argv: list[str] | None = None) -> int:
             overrides["epochs"] = args.epochs
         cfg = from_dict(overrides)
         if cfg.image_features == "pooled":
-            from prodsearch.training.main import TOWER_SIZES, native_image_size
-            from prodsearch.training.towers import TowerFactory
+            from prodsearch.encoders.image import median_photo_side, native_image_size
+            from prodsearch.training.main import TOWER_SIZES
 
-            side = TowerFactory().photo_size([p.image_path for p in products if p.image_path])
+            side = median_photo_side([p.image_path for p in products if p.image_path])
             derive_pooled_cache(
                 [p for p in products if p.image_path], native_image_size(side, TOWER_SIZES[cfg.image_tower])
             )

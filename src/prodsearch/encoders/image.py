@@ -25,6 +25,7 @@ preprocessing run in a thread pool, overlapping with inference (PIL and onnxrunt
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -96,6 +97,35 @@ def _variant(variant: str) -> Variant:
             f"unknown EfficientNet-Lite variant {variant!r}; expected one of {sorted(VARIANTS)}"
         )
     return VARIANTS[key]
+
+
+def median_photo_side(paths: Sequence[str], sample: int = 200) -> int | None:
+    """Median longer side (px) of up to ``sample`` photos spread over ``paths`` (headers only),
+    ``None`` if none opens."""
+    step = max(1, len(paths) // sample)
+    sides = []
+    for p in list(paths)[::step][:sample]:
+        try:
+            with Image.open(p) as im:
+                sides.append(max(im.size))
+        except Exception:  # noqa: BLE001 - a photo that fails here fails validation's checks too
+            continue
+    return int(sorted(sides)[len(sides) // 2]) if sides else None
+
+
+def native_image_size(photo_side: int | None, model_size: int) -> int:
+    """1.5x the photos' median longer side rounded up to a multiple of 32, within [128, model_size]:
+    small catalog photos (60x80) run at 128 px instead of being upscaled to 224 (3x fewer pixels,
+    better image search on the fashion catalog, bench/image_size_bench.py), large ones at the
+    model's own size."""
+    if not photo_side:
+        return model_size
+    return int(min(model_size, max(128, math.ceil(1.5 * photo_side / 32) * 32)))
+
+
+def size_for_photos(variant: str, paths: Sequence[str]) -> int:
+    """The input size for a catalog's photos with EfficientNet-Lite ``variant`` (see above)."""
+    return native_image_size(median_photo_side(paths), _variant(variant).native_size)
 
 
 def _check_size(image_size: int, low: int = 32) -> int:

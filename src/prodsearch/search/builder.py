@@ -160,6 +160,13 @@ def build_index(
 
     recipe = recipe or EmbedderRecipe()
     old_manifest = layout.Manifest.load(out) if layout.is_index(out) else None
+    if embedder is None:  # a given embedder (tests, the Python API) keeps its own size
+        recipe = recipe.sized_for(
+            [p.image_path for p in result.products if p.image_path],
+            old_manifest.settings.get("recipe") if old_manifest is not None else None,
+        )
+        if getattr(encode, "factory", None) is not None:  # Ray actors build this same sized recipe
+            encode.factory = recipe.build
     t = time.perf_counter()
     embedder = embedder or recipe.build()
     report.timings["load_model"] = time.perf_counter() - t

@@ -7,7 +7,7 @@ index with the wrong encoder.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,23 @@ class EmbedderRecipe:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def sized_for(self, photo_paths: list[str], old: dict[str, Any] | None = None) -> EmbedderRecipe:
+        """This recipe with the image input size settled when it gives none: an existing index
+        (``old``: its stored recipe) keeps the size it was built with; a new one runs an
+        EfficientNet-Lite encoder near its photos' native size (60x80 photos at 128 px instead of
+        upscaled to 224: faster, and better image search, bench/image_size_bench.py)."""
+        if self.model or not self.image_encoder or "image_size" in self.image_options:
+            return self
+        if old is not None:
+            size = (old.get("image_options") or {}).get("image_size")
+            return replace(self, image_options={**self.image_options, "image_size": size}) if size else self
+        if not self.image_encoder.startswith("efficientnet-lite") or not photo_paths:
+            return self
+        from prodsearch.encoders.image import size_for_photos
+
+        size = size_for_photos(self.image_encoder, photo_paths)
+        return replace(self, image_options={**self.image_options, "image_size": size})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbedderRecipe:

@@ -11,7 +11,6 @@ import dataclasses
 import hashlib
 import json
 import logging
-import math
 import shutil
 import time
 from collections.abc import Mapping, Sequence
@@ -23,6 +22,7 @@ import torch
 
 from prodsearch.catalog.schema import Product
 from prodsearch.distributed.ddp import DistInfo, init_from_env, main_first, on_main, share_from_main
+from prodsearch.encoders.image import VARIANTS, median_photo_side, native_image_size
 from prodsearch.errors import ConfigError
 from prodsearch.paths import atomic_write_text
 from prodsearch.training.activations import cached_activations, can_cache
@@ -115,23 +115,14 @@ def build_model(
 
 
 #: Native input sizes of the image towers that can pick a size (the EfficientNet-Lite family).
-TOWER_SIZES = {"efficientnet-lite0": 224, "efficientnet-lite1": 240, "efficientnet-lite2": 260}
-
-
-def native_image_size(photo_side: int | None, tower_size: int) -> int:
-    """1.5x the photos' median longer side rounded up to a multiple of 32, within [128, tower_size]:
-    small catalog photos (60x80) run at 128 px instead of being upscaled to 224 (3x fewer pixels,
-    issue 8), large ones at the tower's own size."""
-    if not photo_side:
-        return tower_size
-    return int(min(tower_size, max(128, math.ceil(1.5 * photo_side / 32) * 32)))
+TOWER_SIZES = {f"efficientnet-{k}": v.native_size for k, v in VARIANTS.items()}
 
 
 def resolve_image_size(cfg: TrainConfig, pairs: PairSet, factory: TowerFactory) -> TrainConfig:
     """Fix ``image_size`` (stored in the run's config) when the config leaves it to the catalog."""
     if cfg.image_size is not None or cfg.image_tower not in TOWER_SIZES:
         return cfg
-    side = factory.photo_size(pairs.image_paths) if hasattr(factory, "photo_size") else None
+    side = median_photo_side(pairs.image_paths)
     size = native_image_size(side, TOWER_SIZES[cfg.image_tower])
     log.info("image_size: %d px (photos' median longer side %s px)", size, side)
     return dataclasses.replace(cfg, image_size=size)

@@ -85,20 +85,6 @@ class TowerFactory:
             features="rich" if tower.tap_dims else "pooled",
         )
 
-    def photo_size(self, paths: list[str], sample: int = 200) -> int | None:
-        """Median longer side (px) of up to ``sample`` photos (headers only), ``None`` if none opens."""
-        from PIL import Image
-
-        step = max(1, len(paths) // sample)
-        sides = []
-        for p in paths[::step][:sample]:
-            try:
-                with Image.open(p) as im:
-                    sides.append(max(im.size))
-            except Exception:  # noqa: BLE001 - a photo that fails here failed validation's checks too
-                continue
-        return int(sorted(sides)[len(sides) // 2]) if sides else None
-
 
 def _registered(name: str, modality: str, **kwargs: Any) -> Encoder:
     from prodsearch.encoders.base import create_encoder
