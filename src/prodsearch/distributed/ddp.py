@@ -100,13 +100,30 @@ def shard(batch: Sequence[Any], info: DistInfo) -> list[Any]:
     return list(batch[info.rank * per : (info.rank + 1) * per])
 
 
+class _GatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward hands each rank the sum over ranks of the gradients of its rows
+    (an all-reduce, then this rank's slice: gloo has no reduce-scatter). Public collectives only:
+    ``torch.distributed.nn.functional.all_gather`` is deprecated."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(parts, x.contiguous())
+        ctx.rows = slice(dist.get_rank() * x.shape[0], (dist.get_rank() + 1) * x.shape[0])
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad)
+        return grad[ctx.rows]
+
+
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """``(b, D)`` on each rank -> ``(W*b, D)``, rank order, differentiable (identity when not distributed)."""
     if not dist.is_available() or not dist.is_initialized() or dist.get_world_size() == 1:
         return x
-    from torch.distributed.nn.functional import all_gather
-
-    return torch.cat(all_gather(x), dim=0)
+    return _GatherWithGrad.apply(x)
 
 
 class PairForward(nn.Module):
