@@ -29,7 +29,8 @@ def main() -> None:
     ap.add_argument("--limit", type=int, default=None)
     ap.add_argument("--queries", type=int, default=200)
     ap.add_argument("--out", type=Path, default=None, help="index folder (default: a temp folder)")
-    ap.add_argument("--image-size", type=int, default=None)
+    ap.add_argument("--image-size", type=int, default=None, help="default: near the photos' native size")
+    ap.add_argument("--text-encoder", default="minilm", help="e.g. minilm-int8")
     ap.add_argument("--record", action="store_true", help="append the table to docs/benchmarks.md")
     args = ap.parse_args()
 
@@ -41,7 +42,10 @@ def main() -> None:
     out = args.out or Path(tempfile.mkdtemp(prefix="prodsearch-bench-")) / "index"
     if out.exists():
         shutil.rmtree(out)
-    recipe = EmbedderRecipe(image_options={"image_size": args.image_size} if args.image_size else {})
+    recipe = EmbedderRecipe(
+        text_encoder=args.text_encoder,
+        image_options={"image_size": args.image_size} if args.image_size else {},
+    )
     t0 = time.perf_counter()
     rep = build_index(args.catalog, out, recipe=recipe, limit=args.limit, progress=True)
     build_s = time.perf_counter() - t0
@@ -119,6 +123,10 @@ def main() -> None:
                 f"{rep.timings.get('read', 0):.1f} / {rep.timings.get('encode', 0):.1f} / {rep.timings.get('save', 0):.1f} s",
             ],
             ["re-index unchanged catalog", f"{rebuild_s:.1f} s (did work: {rep2.did_work})"],
+            [
+                "encoders (text / image input px)",
+                f"{engine.embedder.text.name} / {engine.embedder.image.spec().get('preprocess', {}).get('size')}",
+            ],
             ["peak RSS", f"{peak_rss_mb():.0f} MB"],
             ["index size on disk", f"{dir_size_mb(out):.1f} MB"],
             [
@@ -134,7 +142,7 @@ def main() -> None:
     print(lat_table)
     if args.record:
         cmd = "python bench/index_bench.py " + " ".join(sys.argv[1:])
-        record("Index build and query latency (issue 2)", cmd, summary + "\n\n" + lat_table)
+        record("Index build and query latency", cmd, summary + "\n\n" + lat_table)
     engine.close()
 
 
