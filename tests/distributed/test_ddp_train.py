@@ -30,9 +30,10 @@ from prodsearch.training.config import TrainConfig  # noqa: E402
 from prodsearch.training.main import train  # noqa: E402
 
 # Heads on cached features with every loss term that reads the global batch: multi-positive
-# contrastive with graded targets, attribute CE, the matching head; 2 micro-batches per step.
+# contrastive with graded targets, attribute CE, the matching head; 2 micro-batches per step;
+# early stopping on val_r1 (best at epoch 1, patience 2: the run stops after epoch 3 of 4).
 CFG = dict(
-    epochs=3,
+    epochs=4,
     batch_size=8,
     grad_accum=2,
     embed_dim=8,
@@ -46,7 +47,8 @@ CFG = dict(
     matching_weight=0.5,
     graded_positives=0.3,
     attribute_min_count=2,
-    patience=0,
+    patience=2,
+    early_stop_metric="val_r1",
     threads=1,
 )
 N_PRODUCTS = 48
@@ -83,7 +85,13 @@ def _run(out: Path, products) -> dict:
     res = train(
         None, out, TrainConfig(**CFG), products=products, factory=CountingFactory(None), progress=False
     )
-    return {"history": res.history, "epochs": res.epochs_run, "step": res.step, "test": res.test_metrics}
+    return {
+        "history": res.history,
+        "epochs": res.epochs_run,
+        "stopped": res.stopped_early,
+        "step": res.step,
+        "test": res.test_metrics,
+    }
 
 
 def _worker(rank: int, world: int, port: int, out: str, products, results: str) -> None:
@@ -161,10 +169,11 @@ def test_two_processes_train_like_one_and_write_the_run_folder_once(tmp_path, mo
         load_checkpoint(two / "last.pt")["losses"].keys() == load_checkpoint(one / "last.pt")["losses"].keys()
     )
 
-    # every rank returns rank 0's history and test metrics (they stopped together)
+    # every rank returns rank 0's history and test metrics: they stopped early together
     ranks = [json.loads((results / f"rank{r}.json").read_text()) for r in range(2)]
     assert ranks[0] == ranks[1]
-    assert ranks[0]["epochs"] == single["epochs"] and ranks[0]["step"] == single["step"]
+    assert single["stopped"] and single["epochs"] == 3
+    assert (ranks[0]["stopped"], ranks[0]["epochs"], ranks[0]["step"]) == (True, 3, single["step"])
     assert ranks[0]["test"] == pytest.approx(single["test"], rel=1e-4, abs=1e-5)
 
     # an error rank 0 meets while guarding the run folder stops every rank with the same message
