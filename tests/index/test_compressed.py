@@ -239,3 +239,17 @@ def test_cli_index_kind_ivfpq(tmp_path, tiny_catalog, capsys):
     assert code == 0 and json.loads(stdout)["results"][0]["id"] == "p10"
     code, _, err = run("index", str(tiny_catalog), "--out", str(out), "--index-kind", "pq", *fake)
     assert code == 2 and "index kind 'pq' is unknown" in err and "Traceback" not in err
+
+
+def test_tombstones_are_skipped_by_a_live_bitmap_renewed_on_every_change(data):
+    vecs, queries, _ = data
+    index = VectorIndex(DIM, **SMALL)
+    index.add(np.arange(len(vecs)), vecs)
+    index.sync()
+    ntotal = index._label_row.size
+    for gone in (np.arange(0, 400), np.arange(400, 401)):
+        index.remove(gone)
+        index.search(queries[:2], 10)  # builds the bitmap the next searches reuse
+        bits = np.unpackbits(index._live_bitmap(ntotal), bitorder="little")[:ntotal].astype(bool)
+        np.testing.assert_array_equal(bits, index._label_row >= 0)
+        assert not bits[: int(gone[-1]) + 1].any()

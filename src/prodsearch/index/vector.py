@@ -195,7 +195,8 @@ class VectorIndex:
         self._label_row = np.zeros(0, np.int64)  # (graph ntotal,) row of each label, -1 = dead
         self._dead = 0
         self._trained_on = 0  # vectors the compressed graph's quantizers were trained with
-        self._version = 0  # bumped by every mutation: a save maps its file back only if unchanged
+        self._version = 0  # bumped by every change of rows or labels (a save, _live_bitmap check it)
+        self._live_bits: tuple[tuple[int, int], np.ndarray] | None = None  # see _live_bitmap
         self._lock = threading.RLock()
         #: When True, searches never touch the graph (no lazy insert or rebuild): the owner (a
         #: segmented backend) merges changes in a compaction instead, off the search path.
@@ -408,6 +409,7 @@ class VectorIndex:
                 return
             pending = np.nonzero(self._labels[: self._n] < 0)[0]
             if pending.size:
+                self._version += 1
                 for s in range(0, pending.size, _ADD_CHUNK):
                     self._graph.add(np.ascontiguousarray(self._vecs[pending[s : s + _ADD_CHUNK]]))
                 new_labels = np.arange(ntotal, ntotal + pending.size, dtype=np.int64)
@@ -415,6 +417,7 @@ class VectorIndex:
                 self._label_row = np.concatenate([self._label_row, pending.astype(np.int64)])
 
     def _drop_graph(self) -> None:
+        self._version += 1
         self._graph = None
         self._label_row = np.zeros(0, np.int64)
         self._labels[: self._n] = -1
@@ -472,6 +475,7 @@ class VectorIndex:
             graph.add(np.ascontiguousarray(self._vecs[s : min(self._n, s + _ADD_CHUNK)]))
         self._graph = graph
         self._tune_graph()
+        self._version += 1
         self._label_row = np.arange(self._n, dtype=np.int64)
         self._labels[: self._n] = self._label_row
         self._dead = 0
@@ -550,13 +554,13 @@ class VectorIndex:
             params.efSearch = int(max(self.ef_search, k) * min(share**-0.5, _MAX_EF_BOOST))
             fetch = k
         bitmap = None
-        if rows is not None or self._dead:
+        if rows is not None:
             mask = np.zeros(ntotal, bool)
-            if rows is None:
-                mask[self._label_row >= 0] = True
-            else:
-                mask[self._labels[rows]] = True
+            mask[self._labels[rows]] = True
             bitmap = np.packbits(mask, bitorder="little")  # IDSelectorBitmap reads bit (i & 7) of byte i >> 3
+        elif self._dead:
+            bitmap = self._live_bitmap(ntotal)
+        if bitmap is not None:
             params.sel = faiss.IDSelectorBitmap(ntotal, faiss.swig_ptr(bitmap))
         scores, labels = self._graph.search(q, min(fetch, ntotal), params=params)
         del bitmap  # kept alive until the search returned
@@ -577,6 +581,14 @@ class VectorIndex:
                 continue
             out.append(Hits(self._ids[r[live]], scores[i][ok][live]))
         return out
+
+    def _live_bitmap(self, ntotal: int) -> np.ndarray:
+        """Packed bits of the live graph labels, kept until the next mutation: an unfiltered search
+        over an index with tombstones would otherwise pay O(N) for it (~3 ms at 1M)."""
+        key = (self._version, ntotal)
+        if self._live_bits is None or self._live_bits[0] != key:
+            self._live_bits = (key, np.packbits(self._label_row >= 0, bitorder="little"))
+        return self._live_bits[1]
 
     # ------------------------------------------------------------------ persistence
     def save(self, directory: str | Path, name: str, *, meta: dict[str, Any] | None = None) -> Path:
