@@ -71,3 +71,21 @@ def test_shared_catalog_small(shared_catalog, tmp_path):
     assert res["config"]["fields"]["type"] == "articleType"
     assert res["systems"]["image"]["image2product/hit@10"] > 0.5
     assert "aligned" in res["skipped"]["systems"]["image"]["title2image"]
+
+
+def test_an_index_is_also_scored_as_it_is_served(tiny_index, fake_embedder, tmp_path):
+    """'served' is Engine.search itself; on an uncalibrated exact index its hybrid ranking is the
+    evaluation's own RRF of the same signals (two implementations of one thing agree)."""
+    from prodsearch.evaluation.systems import ServedSystem
+    from prodsearch.search.engine import Engine
+
+    res = run_evaluation(tiny_index, tmp_path / "r", embedder=fake_embedder, progress=False, max_queries=50)
+    served, hybrid = res["systems"]["served"], res["systems"]["hybrid"]
+    assert served["attributes/ndcg@10"] == pytest.approx(hybrid["attributes/ndcg@10"])
+    assert "image2product/hit@1" in served
+    with Engine.open(tiny_index, embedder=fake_embedder) as engine:
+        ids = [p.id for p in engine.store.iter_products()]
+        system = ServedSystem(engine, ids)
+        got = system.rank_positions(["red shirt", "leather bag"], "text", 5)
+        for row, q in zip(got.tolist(), ["red shirt", "leather bag"], strict=True):
+            assert [ids[p] for p in row if p >= 0] == [r.id for r in engine.search(q, k=5).results]

@@ -112,6 +112,13 @@ def markdown(result: dict) -> str:
         f"attributes = {f.get('attributes')} ({f.get('how')})"
     )
     lines.append("")
+    if "served" in result.get("systems", {}):
+        lines += [
+            "System `served` is the index's own search (default mode and fusion, its approximate "
+            "vector indexes, same-photo pinning): what a shopper gets. The others re-rank the stored "
+            "vectors exactly, one signal or plain RRF at a time.",
+            "",
+        ]
     for proto, (header, rows) in protocol_tables(result).items():
         n = result.get("queries", {}).get(proto)
         lines += [f"## {proto}" + (f" ({n} queries)" if n else ""), "", _md_table(header, rows), ""]

@@ -87,8 +87,12 @@ def evaluate(
     max_queries: int = 2000,
     progress: bool = False,
     interactions: Sequence[Any] | None = None,
+    served: Any = None,
 ) -> dict[str, Any]:
     """Run the protocols on every system; return the metrics dict (the content of metrics.json).
+
+    ``served``: a :class:`~prodsearch.evaluation.systems.ServedSystem` (the index's own search,
+    approximate where the service is) scored beside the exact re-rankings.
 
     ``interactions``: shoppers' held-out events (:mod:`prodsearch.interactions`), the judgments of
     the ``interactions`` (text) and ``interactions_photo`` protocols.
@@ -104,7 +108,9 @@ def evaluate(
     if slice_by is not None:
         check_slice_field(corpus, slice_by)
     fields = fields or resolve_fields(corpus.products)
-    systems = build_systems(embedded, lexical, corpus.ids)
+    systems: list[Any] = build_systems(embedded, lexical, corpus.ids)
+    if served is not None:
+        systems.append(served)
     result: dict[str, Any] = {
         "systems": {s.name: {} for s in systems},
         "curves": {},
@@ -442,18 +448,29 @@ def run_evaluation(
 
         held_out = held_out_events(interactions, [p.id for p in products], holdout)
 
-    result = evaluate(
-        corpus,
-        embedded,
-        lexical=lexical,
-        protocols=chosen if protocols is not None else None,
-        fields=fields,
-        slice_by=slice_by,
-        seed=seed,
-        max_queries=max_queries,
-        progress=progress,
-        interactions=held_out,
-    )
+    served_engine = None
+    if layout.is_index(target):  # the search that is served, scored beside the exact re-rankings
+        from prodsearch.evaluation.systems import ServedSystem
+        from prodsearch.search.engine import Engine
+
+        served_engine = Engine.open(target, embedder=embedder)
+    try:
+        result = evaluate(
+            corpus,
+            embedded,
+            lexical=lexical,
+            protocols=chosen if protocols is not None else None,
+            fields=fields,
+            slice_by=slice_by,
+            seed=seed,
+            max_queries=max_queries,
+            progress=progress,
+            interactions=held_out,
+            served=ServedSystem(served_engine, corpus.ids, progress) if served_engine is not None else None,
+        )
+    finally:
+        if served_engine is not None:
+            served_engine.close()
     if interactions is not None:
         result["config"]["interactions"] = {
             "log": str(interactions),

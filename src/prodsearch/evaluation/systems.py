@@ -248,6 +248,44 @@ class SignalSystem:
         return self._ids(self.rank_positions(images, "image", k))
 
 
+class ServedSystem:
+    """The search that is served: :meth:`Engine.search` on the index itself, with its default mode
+    (hybrid) and fusion (the calibrated one where the index has it), its approximate vector indexes
+    and its same-photo pinning. The other systems re-rank the stored vectors exactly, one signal or
+    plain RRF at a time; this one answers "what does a shopper get", approximation included."""
+
+    name = "served"
+
+    def __init__(self, engine: Any, ids: Sequence[str], progress: bool = False):
+        self.engine = engine
+        self.pos_of = {pid: i for i, pid in enumerate(ids)}
+        self.progress = progress
+
+    def supports(self, kind: str) -> bool | str:
+        if kind not in KINDS:
+            raise ValueError(f"unknown query kind {kind!r}; expected one of {KINDS}")
+        if kind == "image" and "image" not in self.engine.vectors:
+            return "the index has no photo vectors"
+        if kind == "text2image" and not self.engine.cross_modal:
+            return "text queries reach photos only with an aligned or trained model (index --model RUN)"
+        return True
+
+    def rank_positions(self, queries: Sequence[Any], kind: str, k: int) -> np.ndarray:
+        """(Q, k) corpus positions of each query's served results, -1 padded."""
+        ok = self.supports(kind)
+        if ok is not True:
+            raise ValueError(f"system 'served' cannot rank {kind} queries: {ok}")
+        rows = []
+        for i in _progress(range(len(queries)), f"served {kind}", len(queries), self.progress):
+            q = queries[i]
+            if kind == "image":
+                resp = self.engine.search(image=q, k=k)
+            else:  # title->image: the photos alone, as the protocol asks of every system
+                resp = self.engine.search(text=q, k=k, mode="image" if kind == "text2image" else "hybrid")
+            rows.append(np.asarray([self.pos_of.get(r.id, -1) for r in resp.results], dtype=np.int64))
+        return _pad(rows, k)
+
+
 def standard_systems(
     ids: Sequence[str],
     lexical: LexicalSignal | None,
