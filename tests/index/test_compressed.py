@@ -196,6 +196,9 @@ def test_manifest_records_the_kind_and_reopened_engine_keeps_it(
     with pytest.raises(ConfigError, match="index kind 'ivf' is unknown"):
         build_index(tiny_catalog, out, index_kind="ivf", **kw)
     assert not out.exists()  # refused before anything was written
+    with pytest.raises(ConfigError, match="index_type=IVF_PQ"):  # Milvus has its own compression
+        build_index(tiny_catalog, out, index_kind="ivfpq", backend=str(tmp_path / "m.db"), **kw)
+    assert not out.exists()
     build_index(tiny_catalog, out, index_kind="ivfpq", **kw)
     assert layout.Manifest.load(out).settings["index_kind"] == "ivfpq"
     engine = Engine.open(out, embedder=fake_embedder)

@@ -139,7 +139,7 @@ def build_index(
     """
     from prodsearch.catalog import read_catalog
     from prodsearch.catalog.readers import summarize_problems, write_problem_report
-    from prodsearch.index.vector import KINDS
+    from prodsearch.index.vector import COMPRESSED_KINDS, KINDS
 
     if index_kind is not None and index_kind not in KINDS:  # a backend is made only at the first write
         raise ConfigError(f"index kind {index_kind!r} is unknown; expected one of {', '.join(KINDS)}")
@@ -180,6 +180,11 @@ def build_index(
         index_kind = old_manifest.settings.get("index_kind", "auto") if old_manifest is not None else "auto"
     backend_name = old_manifest.backend if old_manifest is not None else layout.Manifest.backend
     backend_params = old_manifest.settings.get("backend_params", {}) if old_manifest is not None else {}
+    if index_kind in COMPRESSED_KINDS and (backend if backend is not None else backend_name) != "faiss":
+        raise ConfigError(
+            f"--index-kind {index_kind} compresses the embedded FAISS index; a Milvus backend compresses "
+            "with its own index: --milvus-option index_type=IVF_PQ (or IVF_SQ8)"
+        )
     if backend is not None:
         from prodsearch.index.milvus import backend_choice
 
