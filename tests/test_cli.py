@@ -6,19 +6,9 @@ import json
 
 import pytest
 
-from prodsearch.cli import main
+from cli_helpers import run_cli as run
 
 FAKE = ["--text-encoder", "fake-text", "--image-encoder", "fake-image"]
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 @pytest.fixture

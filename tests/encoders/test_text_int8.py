@@ -55,16 +55,10 @@ def test_int8_needs_onnxruntime_and_a_known_precision(cache):
 
 @pytest.mark.slow
 def test_an_index_built_with_int8_text_searches_and_refuses_float32(tmp_path, tiny_catalog, cache, capsys):
-    from prodsearch.cli import main
+    from cli_helpers import run_cli
 
     def run(*argv: str) -> tuple[int, str, str]:
-        code = 0
-        try:
-            main(list(argv))
-        except SystemExit as exc:
-            code = exc.code or 0
-        out = capsys.readouterr()
-        return code, out.out, out.err
+        return run_cli(capsys, *argv)
 
     idx = tmp_path / "idx"
     code, out, err = run("index", str(tiny_catalog), "--out", str(idx), "--text-encoder", "minilm-int8",

@@ -6,17 +6,7 @@ from __future__ import annotations
 import csv
 import json
 
-from prodsearch.cli import main
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
+from cli_helpers import run_cli as run
 
 
 def test_refresh_and_models_commands(make_index, registry_env, capsys):
