@@ -10,10 +10,12 @@ recall test runs with small ones.
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 
+from cli_helpers import run_cli
 from prodsearch.errors import ConfigError
 from prodsearch.index.backend import FaissBackend, load_backend
 from prodsearch.index.storage import file_sha256
@@ -220,20 +222,9 @@ def test_manifest_records_the_kind_and_reopened_engine_keeps_it(
 
 
 def test_cli_index_kind_ivfpq(tmp_path, tiny_catalog, capsys):
-    from prodsearch.cli import main
-
     out = tmp_path / "idx"
     fake = ["--text-encoder", "fake-text", "--image-encoder", "fake-image"]
-
-    def run(*argv: str) -> tuple[int, str, str]:
-        try:
-            main(list(argv))
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        cap = capsys.readouterr()
-        return code, cap.out, cap.err
-
+    run = partial(run_cli, capsys)
     code, stdout, _ = run("index", str(tiny_catalog), "--out", str(out), "--index-kind", "ivfpq", *fake)
     assert code == 0 and "added 12" in stdout
     assert json.loads((out / "manifest.json").read_text())["settings"]["index_kind"] == "ivfpq"
