@@ -11,7 +11,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from registry_helpers import TRAIN_CFG, write_shop  # noqa: E402
+from registry_helpers import TRAIN_CFG, build_trained_index, write_shop  # noqa: E402
 
 N = 180
 
@@ -38,18 +38,6 @@ def registry_env(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _cache(tmp_path, monkeypatch):
     monkeypatch.setenv("PRODSEARCH_CACHE", str(tmp_path / "cache"))
-
-
-def build_trained_index(out: Path, catalog: Path, run: Path) -> Path:
-    from prodsearch.search.builder import build_index
-    from prodsearch.search.calibration import calibrate
-    from prodsearch.search.engine import Engine
-    from prodsearch.search.recipe import EmbedderRecipe
-
-    build_index(catalog, out, recipe=EmbedderRecipe(model=str(run)))
-    with Engine.open(out) as engine:
-        calibrate(engine)
-    return out
 
 
 @pytest.fixture(scope="session")

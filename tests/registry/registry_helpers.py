@@ -58,3 +58,15 @@ def write_shop(root: Path, n: int, *, shuffle_photos: bool = False, name: str = 
         for r, photo in zip(data, photos, strict=True):
             wr.writerow([*r, photo])
     return root / name
+
+
+def build_trained_index(out: Path, catalog: Path, run: Path) -> Path:
+    from prodsearch.search.builder import build_index
+    from prodsearch.search.calibration import calibrate
+    from prodsearch.search.engine import Engine
+    from prodsearch.search.recipe import EmbedderRecipe
+
+    build_index(catalog, out, recipe=EmbedderRecipe(model=str(run)))
+    with Engine.open(out) as engine:
+        calibrate(engine)
+    return out

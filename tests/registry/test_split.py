@@ -84,9 +84,8 @@ def test_new_products_get_their_side_from_their_hash_not_the_catalog_size():
 def test_refresh_keeps_the_split_as_the_catalog_grows(tmp_path, registry_env):
     """Through refresh: an index of 120 products, then 150, then 180, each synced and re-trained;
     no version's training split holds a product any earlier version held out."""
-    from registry_helpers import TRAIN_CFG, write_shop
+    from registry_helpers import TRAIN_CFG, build_trained_index, write_shop
 
-    from conftest import build_trained_index
     from prodsearch.catalog.readers import read_catalog
     from prodsearch.registry import Registry
     from prodsearch.registry.refresh import refresh
