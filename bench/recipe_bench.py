@@ -47,6 +47,9 @@ RECIPES = {
     "graded": {"graded_positives": 0.3},
     "siglip": {"loss": "siglip+attribute"},
     "linear-heads": {"head": "linear"},
+    # the default's best epoch is its last (19-20 of 20): longer schedules
+    "epochs40": {"epochs": 40},
+    "epochs80": {"epochs": 80},
     # hard in-batch negatives: each batch of 256 drawn from 8 (or 4) product types
     "hard8": {"batch_groups": 8},
     "hard4": {"batch_groups": 4},
