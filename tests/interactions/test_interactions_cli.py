@@ -4,18 +4,8 @@ from __future__ import annotations
 
 import json
 
-from prodsearch.cli import main
+from cli_helpers import run_cli as run
 from prodsearch.search.engine import Engine
-
-
-def run(capsys, *argv: str) -> tuple[int, str, str]:
-    code = 0
-    try:
-        main(list(argv))
-    except SystemExit as exc:
-        code = exc.code or 0
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def _log(path, rows):
