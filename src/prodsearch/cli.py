@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -64,6 +65,11 @@ def _mapping(path: Path | None):
 
 
 Verbose = Annotated[bool, typer.Option("--verbose", "-v", help="Log progress details.")]
+Interactions = Annotated[
+    Path | None,
+    typer.Option(help="Shoppers' interaction log (JSONL/CSV/Parquet), see `prodsearch interactions`."),
+]
+Holdout = Annotated[float, typer.Option(help="Later share of the interaction log held out (by time).")]
 Progress = Annotated[
     bool | None, typer.Option("--progress/--no-progress", help="Progress bars (default: only on a terminal).")
 ]
@@ -98,7 +104,13 @@ def index(
     keep_missing: Annotated[
         bool, typer.Option(help="Keep products that are no longer in the catalog.")
     ] = False,
-    index_kind: Annotated[str, typer.Option(help="Vector index: auto, flat (exact) or hnsw.")] = "auto",
+    index_kind: Annotated[
+        str | None,
+        typer.Option(
+            help="Vector index: auto, flat (exact), hnsw, or ivfpq (compressed: IVF-PQ codes in RAM, "
+            "exact re-rank from vectors memory-mapped from disk). Default: the index's current kind, else auto."
+        ),
+    ] = None,
     progress: Progress = None,
     ray: Annotated[
         str | None,
@@ -343,11 +355,19 @@ def _calibrate(index_dir: Path, only_if_stale: bool = False) -> None:
 @app.command("calibrate")
 def calibrate_cmd(
     index_dir: Annotated[Path, typer.Argument(help="Index folder.", metavar="INDEX")],
+    interactions: Interactions = None,
+    holdout: Holdout = 0.2,
     verbose: Verbose = False,
 ) -> None:
     """Fit the index's fusion weights per query kind on held-out queries drawn from its catalog, and
-    compare RRF, min-max and calibrated fusion (and the untuned signals alone) on test queries."""
+    compare RRF, min-max and calibrated fusion (and the untuned signals alone) on test queries.
+    With --interactions: shoppers' held-out queries join them and popularity becomes a signal
+    (`prodsearch interactions rank`)."""
     _setup_logging(verbose)
+    if interactions is not None:
+        from prodsearch.interactions.commands import rank
+
+        return rank(index_dir, interactions, holdout=holdout)
     _calibrate(index_dir)
 
 
@@ -453,6 +473,7 @@ def train(
     config: Annotated[Path | None, typer.Option(help="Config file (TOML/YAML/JSON).")] = None,
     resume: Annotated[bool, typer.Option(help="Resume the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a different run already in --out.")] = False,
+    interactions: Interactions = None,
     progress: Progress = None,
     verbose: Verbose = False,
 ) -> None:
@@ -464,6 +485,10 @@ def train(
     from prodsearch.training.main import train_from_cli
 
     overrides = _parse_overrides(ctx.args)
+    if interactions is not None:  # shoppers' query -> product pairs, graded by event, as extra pairs
+        from prodsearch.interactions.training import train_cli
+
+        train_from_cli = partial(train_cli, interactions=interactions)
     res = train_from_cli(
         catalog,
         out,
@@ -554,9 +579,12 @@ def evaluate(
     attr_fields: Annotated[
         str | None, typer.Option(help="Comma-separated attributes for attribute queries.")
     ] = None,
+    interactions: Interactions = None,
+    holdout: Holdout = 0.2,
     verbose: Verbose = False,
 ) -> None:
-    """Evaluate retrieval (title->image, attribute queries, image->product, zero-shot) with baselines."""
+    """Evaluate retrieval (title->image, attribute queries, image->product, zero-shot) with baselines;
+    with --interactions, also on shoppers' held-out queries (protocols interactions, interactions_photo)."""
     _setup_logging(verbose)
     from prodsearch.evaluation.runner import run_evaluation
 
@@ -571,6 +599,8 @@ def evaluate(
         max_queries=max_queries,
         limit=limit,
         progress=_progress(progress),
+        interactions=interactions,
+        holdout=holdout,
     )
     typer.echo(f"report written to {out}/ (metrics.json, report.md, report.html)")
 
@@ -591,6 +621,10 @@ from prodsearch.registry import commands as _models  # noqa: E402  (model versio
 
 app.add_typer(_models.app, name="models")
 app.command("refresh")(_models.refresh_command)
+
+from prodsearch.interactions import commands as _interactions  # noqa: E402  (issue 12, items 4-5)
+
+app.add_typer(_interactions.app, name="interactions")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -6,7 +6,9 @@ Signals (each a ranked list of products):
   * ``text``:    query vector vs untuned product-text vectors;
   * ``image``:   query vector vs untuned product-photo vectors;
   * ``joint``:   the query in a trained model's shared space vs product photos in it (indexes built
-    with ``--model RUN``): text queries reach photos through it, photo queries get a second opinion.
+    with ``--model RUN``): text queries reach photos through it, photo queries get a second opinion;
+  * ``popularity``: shoppers' decayed event counts (``popularity.json``, :mod:`prodsearch.interactions`)
+    over the other signals' candidates; weight 0 unless a calibration (or the caller) gives it one.
 A text query reaches image vectors (and an image query reaches text vectors) directly only when the
 embedder is *aligned* (CLIP). Signals are fused by the index's calibrated fusion when it has one
 (per-signal score scales and weights per query kind fitted on held-out queries,
@@ -40,13 +42,13 @@ MODES = ("hybrid", "lexical", "text", "image")
 FUSIONS = ("rrf", "weighted", "calibrated")
 #: Default per-signal weights (RRF, or fusion="weighted"); an index with a fusion calibration
 #: (manifest settings "fusion", search/calibration.py) uses its calibrated weights instead.
-DEFAULT_WEIGHTS = {"lexical": 1.0, "text": 1.0, "image": 1.0, "joint": 1.0}
+DEFAULT_WEIGHTS = {"lexical": 1.0, "text": 1.0, "image": 1.0, "joint": 1.0, "popularity": 0.0}
 #: Vector kinds a mode's signals search: "image" = product photos, untuned and in a trained space.
 MODE_SIGNALS = {
-    "hybrid": ("lexical", "text", "image", "joint"),
+    "hybrid": ("lexical", "text", "image", "joint", "popularity"),
     "lexical": ("lexical",),
     "text": ("text",),
-    "image": ("image", "joint"),
+    "image": ("image", "joint", "popularity"),
 }
 #: Untuned photo similarity at or above this is the same photo (re-encoded, resized): that product
 #: is put first in every mode, whatever the fusion says (a shopper's photo of the product itself).
@@ -75,6 +77,7 @@ class Engine:
         self.vectors = vectors
         self.lexical = lexical
         self._writer: Any = None  # the IndexWriter, set by open()
+        self.popularity: dict[int, float] = {}  # iid -> value in (0, 1], set by open()
         self._refresh_attributes()
 
     # ------------------------------------------------------------------ opening
@@ -100,6 +103,11 @@ class Engine:
         engine = cls(root, manifest, embedder, writer.store, writer.vectors, writer.lexical)
         engine._writer = writer
         writer.on_change = engine._on_change
+        engine.load_popularity()
+        if (root / "models" / "switch.json").is_file():  # a model switch died midway: finish it
+            from prodsearch.registry.swap import recover
+
+            recover(engine)
         if not lazy_model:
             _ = engine.embedder
         return engine
@@ -112,6 +120,23 @@ class Engine:
             emb.check_compatible(self.manifest.embedder, where=f"index {self.root}")
             self._embedder = emb
         return self._embedder
+
+    def load_popularity(self) -> None:
+        """(Re)read the index's popularity signal (``popularity.json``; none: the signal is off)."""
+        from prodsearch.interactions.signals import read_popularity
+
+        values = read_popularity(self.root)
+        known = [pid for pid in values if pid in self.store]
+        iids = self.store.iid_of(known) if known else []
+        self.popularity = {int(i): values[pid] for i, pid in zip(iids, known, strict=True)}
+
+    @property
+    def model_version(self) -> str | None:
+        """The registered model version this index serves (``prodsearch models``), ``"unregistered"``
+        for a trained model outside the registry, ``None`` for untuned search."""
+        from prodsearch.registry.store import version_of
+
+        return version_of(self.root, self.manifest.model_run)
 
     @property
     def aligned(self) -> bool:
@@ -141,6 +166,7 @@ class Engine:
             "embedder": m.embedder.get("name"),
             "aligned": self.aligned,
             "model_run": m.model_run,
+            "model_version": self.model_version,
             "mapping": m.mapping,
             "source": m.source,
             "attributes": self.attribute_fields,
@@ -274,6 +300,8 @@ class Engine:
 
     def _reaches(self, signal: str, has_text: bool, has_image: bool) -> bool:
         """Whether a query with text and/or a photo can rank by ``signal`` in this index."""
+        if signal == "popularity":
+            return bool(self.popularity)
         if signal not in self.vectors and signal != "lexical":
             return False
         if signal == "lexical":
@@ -395,6 +423,15 @@ class Engine:
             negative_weight=negative_weight,
             anchor=anchor,
         )
+        if rankings and all(len(h.iids) == 0 for h in rankings.values()):
+            rest = tuple(x for x in reach if x not in want and x != "popularity")  # a prior, not an answer
+            if rest:  # the weighted signals found nothing (no query word in the catalog): the others answer
+                more, more_vecs, more_pinned = self._retrieve(
+                    text, image, rest, depth, filters, allowed, timings,
+                    negative=negative, image_weight=image_weight, negative_weight=negative_weight, anchor=anchor,
+                )  # fmt: skip
+                rankings, qvecs, pinned = {**rankings, **more}, {**qvecs, **more_vecs}, pinned or more_pinned
+                w = {**w, **{x: 1.0 for x in rest}}
         if not rankings:
             raise QueryError(
                 f"mode {mode!r} cannot serve this query (signals reachable: {sorted(qvecs) or ['lexical'] if text else sorted(qvecs)}"
@@ -444,8 +481,20 @@ class Engine:
                     qvecs[kind][None], depth, filter=self._parse_filter(filters), allowed=allowed
                 )[0]
         timings["ann"] = time.perf_counter() - t
+        if "popularity" in want and self.popularity and rankings:
+            rankings["popularity"] = self._popularity_hits(rankings)
         pinned = self._same_photo(qvecs, rankings, filters, allowed) if image is not None else []
         return rankings, qvecs, pinned
+
+    def _popularity_hits(self, rankings: dict[str, Any]) -> Any:
+        """The other signals' candidates ranked by popularity (0 for products shoppers never chose):
+        a prior that re-orders what the query found, never a source of candidates of its own."""
+        from prodsearch.index.types import Hits
+
+        iids = np.unique(np.concatenate([np.asarray(h.iids) for h in rankings.values()]))
+        vals = np.asarray([self.popularity.get(int(i), 0.0) for i in iids.tolist()], dtype=np.float64)
+        order = np.lexsort((iids, -vals))
+        return Hits(iids[order], vals[order])
 
     @reading
     def signal_rankings(
@@ -557,6 +606,7 @@ class Engine:
             candidates=len(fused_iids),
             timings=timings,
             facets=fac,
+            model=self.model_version,  # read under the same lock as the search: one model per answer
         )
 
     def _explain(
@@ -591,6 +641,9 @@ class Engine:
             return None
         return vi.get(np.asarray([iid]))[0]
 
+    def _stored_vectors(self, kind: str, iids: Sequence[int]) -> list[np.ndarray | None]:
+        return [self._stored_vector(kind, i) for i in iids]
+
     def similar(
         self, product_id: str, *, by: str = "fused", k: int = 10, filters: Any = None, explain: bool = False
     ) -> SearchResponse:
@@ -600,23 +653,38 @@ class Engine:
     @reading
     def recommend(
         self,
-        positive: Sequence[str],
+        positive: Sequence[str] = (),
         negative: Sequence[str] = (),
         *,
         by: str = "fused",
         k: int = 10,
         filters: Any = None,
         explain: bool = False,
+        session: Sequence[Any] | None = None,
+        half_life: float | None = None,
     ) -> SearchResponse:
         """Recommendations from products a shopper viewed (``positive``) and disliked (``negative``):
         the mean of the positive vectors minus half the mean of the negative ones, per vector kind
-        (Qdrant's "average_vector" strategy); the input products are excluded."""
+        (Qdrant's "average_vector" strategy); the input products are excluded.
+
+        ``session``: the shopper's recent events, oldest first (:class:`prodsearch.interactions.session.SessionEvent`
+        or dicts ``{"product_id", "event": viewed|clicked|disliked (or view/click/add_to_cart/purchase),
+        "timestamp"?}``), weighed by recency: weight ``0.5 ** (age / half_life)``, age in seconds
+        before the latest event when every event has a timestamp, else in events (``half_life``
+        default: :data:`~prodsearch.interactions.session.HALF_LIFE_S` or ``HALF_LIFE_EVENTS``).
+        ``positive`` / ``negative`` ids given beside it count as current (weight 1)."""
         if by not in ("fused", "image", "text"):
             raise QueryError(f"by must be 'fused', 'image' or 'text', got {by!r}")
-        if not positive:
-            raise QueryError("recommend needs at least one positive product id")
-        pos_iids = self._iids_or_raise(positive)
-        neg_iids = self._iids_or_raise(negative) if negative else []
+        from prodsearch.interactions.session import session_weights
+
+        pos_w, neg_w = session_weights(session or (), half_life=half_life)
+        pos_w.update(dict.fromkeys(positive, 1.0))
+        neg_w.update(dict.fromkeys(negative, 1.0))
+        if not pos_w:
+            raise QueryError("recommend needs at least one positive product id (or a viewed/clicked event)")
+        pos_iids = self._iids_or_raise(list(pos_w))
+        neg_iids = self._iids_or_raise(list(neg_w)) if neg_w else []
+        pos_weight, neg_weight = np.asarray(list(pos_w.values())), np.asarray(list(neg_w.values()))
         kinds = [k_ for k_ in ("text", "image") if by in ("fused", k_) and k_ in self.vectors]
         timings: dict[str, float] = {}
         t = time.perf_counter()
@@ -627,13 +695,21 @@ class Engine:
         t = time.perf_counter()
         depth = CANDIDATES + len(pos_iids) + len(neg_iids)
         for kind in kinds:
-            pv = [v for v in (self._stored_vector(kind, i) for i in pos_iids) if v is not None]
+            pv = [
+                (v, w)
+                for v, w in zip(self._stored_vectors(kind, pos_iids), pos_weight, strict=True)
+                if v is not None
+            ]
             if not pv:
                 continue
-            q = np.mean(pv, axis=0)
-            nv = [v for v in (self._stored_vector(kind, i) for i in neg_iids) if v is not None]
+            q = np.average([v for v, _ in pv], axis=0, weights=[w for _, w in pv])
+            nv = [
+                (v, w)
+                for v, w in zip(self._stored_vectors(kind, neg_iids), neg_weight, strict=True)
+                if v is not None
+            ]
             if nv:
-                q = q - 0.5 * np.mean(nv, axis=0)
+                q = q - 0.5 * np.average([v for v, _ in nv], axis=0, weights=[w for _, w in nv])
             q = l2_normalize(q[None])[0]
             qvecs[kind] = q
             rankings[kind] = self.vectors[kind].search(
@@ -677,9 +753,12 @@ class Engine:
         from prodsearch.search.writer import vectors_by_id
 
         products = list(products)
-        todo = self.store.plan(products).changed
-        vectors = vectors_by_id(todo, encode_products(self.embedder, todo)) if todo else {}
-        res = self._writer.write(products, vectors=vectors)
+        # planned, encoded and committed under the writer's mutex, so that a model switch
+        # (registry/swap.py) cannot come between encoding with one model and committing
+        with self._writer._mutex:
+            todo = self.store.plan(products).changed
+            vectors = vectors_by_id(todo, encode_products(self.embedder, todo)) if todo else {}
+            res = self._writer.write(products, vectors=vectors)
         return {"added": len(res.added), "updated": len(res.updated), "unchanged": len(res.unchanged)}
 
     def delete(self, ids: Sequence[str]) -> int:

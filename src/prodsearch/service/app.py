@@ -20,7 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 import prodsearch
 from prodsearch.search.engine import Engine
-from prodsearch.service import routes, writes
+from prodsearch.service import admin, events, routes, writes
 from prodsearch.service.deps import ServiceContext
 from prodsearch.service.handlers import install_handlers
 from prodsearch.service.limits import BodyLimitMiddleware
@@ -54,7 +54,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            route = getattr(scope.get("route"), "path", None)
+            route = getattr(scope.get("route"), "path_format", None)  # {id:path} -> {id}
             if route is None:
                 route = "/static" if scope["path"].startswith("/static/") else "unmatched"
             self.metrics.observe_request(scope["method"], route, status, time.perf_counter() - start)
@@ -90,9 +90,17 @@ def create_app(
     else:
         engine, owned = index_dir_or_engine, False
 
+    interactions = None
+    if settings.interaction_log is not None:
+        from prodsearch.interactions.logger import InteractionLogger
+
+        interactions = InteractionLogger(settings.interaction_log)
+
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        if interactions is not None:
+            interactions.close()
         if owned:
             engine.close()
 
@@ -103,10 +111,14 @@ def create_app(
         lifespan=lifespan,
     )
     metrics = ServiceMetrics()
-    app.state.ctx = ServiceContext(engine=engine, settings=settings, metrics=metrics)
+    app.state.ctx = ServiceContext(
+        engine=engine, settings=settings, metrics=metrics, interactions=interactions
+    )
     install_handlers(app)
     app.include_router(routes.router)
     app.include_router(writes.router)
+    app.include_router(admin.router)  # model versions: /admin/model, /admin/reload
+    app.include_router(events.router)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/", include_in_schema=False)

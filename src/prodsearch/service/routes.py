@@ -116,14 +116,19 @@ async def search(request: Request, ctx: Ctx) -> SearchResponseOut:
         return resp, decode, match
 
     resp, decode, match = await call_engine(ctx, run)
+    if ctx.interactions is not None and req.text and image_bytes is None and req.offset == 0:
+        ctx.interactions.search(req.text, [r.id for r in resp.results])  # opt-in: what shoppers saw
     extra = {"decode": decode} if image_bytes is not None else {}
     kind = "+".join(n for n, v in (("text", req.text), ("image", image_bytes)) if v)
     ctx.metrics.observe_query(kind or "empty", {**resp.timings, **extra})
     return search_out(resp, _root(request), extra, match)
 
 
+# ``:path`` ids: a catalog id may contain '/' (sent as is or as %2F, which the server decodes before
+# routing); the routes with a suffix come before ``/products/{id}``, so an id ending in "/similar" or
+# "/image" is the one thing GET /products/{id} cannot reach.
 @router.get(
-    "/products/{product_id}/similar", response_model=SearchResponseOut, responses=ERRORS, tags=["search"]
+    "/products/{product_id:path}/similar", response_model=SearchResponseOut, responses=ERRORS, tags=["search"]
 )
 async def similar(
     request: Request,
@@ -145,7 +150,8 @@ async def similar(
 
 @router.post("/recommend", response_model=SearchResponseOut, responses=ERRORS, tags=["search"])
 async def recommend(request: Request, ctx: Ctx, body: RecommendRequest) -> SearchResponseOut:
-    """Recommendations from liked (``positive``) and disliked (``negative``) product ids."""
+    """Recommendations from liked (``positive``) and disliked (``negative``) product ids and/or a
+    session's recent events (``session``, weighed by recency with ``half_life``)."""
     k = page_size(body.k, 0, ctx.settings)
     resp = await call_engine(
         ctx,
@@ -156,6 +162,8 @@ async def recommend(request: Request, ctx: Ctx, body: RecommendRequest) -> Searc
         k=k,
         filters=body.filters,
         explain=body.explain,
+        session=[e.model_dump(exclude_none=True) for e in body.session] or None,
+        half_life=body.half_life,
     )
     ctx.metrics.observe_query("recommend", resp.timings)
     return search_out(resp, _root(request))
@@ -174,12 +182,9 @@ async def facets(
     return FacetsOut(facets=facets_out(counts))
 
 
-@router.get("/products/{product_id}", response_model=ProductOut, responses=ERRORS, tags=["products"])
-async def get_product(request: Request, ctx: Ctx, product_id: str) -> ProductOut:
-    return product_out(await call_engine(ctx, ctx.engine.get, product_id), _root(request))
-
-
-@router.get("/products/{product_id}/image", responses=ERRORS, tags=["products"], response_class=FileResponse)
+@router.get(
+    "/products/{product_id:path}/image", responses=ERRORS, tags=["products"], response_class=FileResponse
+)
 async def product_image(ctx: Ctx, product_id: str) -> FileResponse:
     """The product's photo: only the file recorded for it in the index, never an arbitrary path."""
     product = await call_engine(ctx, ctx.engine.get, product_id)
@@ -188,6 +193,11 @@ async def product_image(ctx: Ctx, product_id: str) -> FileResponse:
         raise ApiError(404, "NotFound", f"product {product_id!r} has no photo")
     media = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
     return FileResponse(path, media_type=media, headers={"Cache-Control": "public, max-age=300"})
+
+
+@router.get("/products/{product_id:path}", response_model=ProductOut, responses=ERRORS, tags=["products"])
+async def get_product(request: Request, ctx: Ctx, product_id: str) -> ProductOut:
+    return product_out(await call_engine(ctx, ctx.engine.get, product_id), _root(request))
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["service"])

@@ -75,17 +75,37 @@ class SearchRequest(_In):
     )
 
 
+class SessionEventIn(_In):
+    product_id: str = Field(..., min_length=1, max_length=512)
+    event: Literal["viewed", "clicked", "disliked"] = "viewed"
+    timestamp: str | float | None = Field(None, description="ISO 8601 or epoch s; none: their order counts.")
+
+
 class RecommendRequest(_In):
     positive: list[str] = Field(
-        ..., min_length=1, max_length=MAX_IDS, description="Product ids the shopper liked."
+        default_factory=list, max_length=MAX_IDS, description="Product ids the shopper liked."
     )
     negative: list[str] = Field(
         default_factory=list, max_length=MAX_IDS, description="Product ids the shopper disliked."
+    )
+    session: list[SessionEventIn] = Field(
+        default_factory=list,
+        max_length=MAX_IDS,
+        description="The session's recent events, oldest first, weighed by recency (exponential decay).",
+    )
+    half_life: float | None = Field(
+        None, gt=0, description="Recency half-life: seconds with timestamps, else events (default 600 s / 3)."
     )
     by: By = "fused"
     k: int | None = Field(None, ge=1)
     filters: dict[str, Any] | list[Any] | None = None
     explain: bool = False
+
+    @model_validator(mode="after")
+    def _something_to_recommend_from(self) -> RecommendRequest:
+        if not self.positive and not any(e.event != "disliked" for e in self.session):
+            raise ValueError("give at least one positive product id or a viewed/clicked session event")
+        return self
 
 
 class ProductIn(_In):
@@ -160,6 +180,7 @@ class SearchResponseOut(BaseModel):
     timings_ms: dict[str, float]
     facets: dict[str, list[FacetValue]] | None = None
     match: MatchOut | None = None
+    model: str | None = Field(None, description="The model version that answered (prodsearch models).")
 
 
 class ProductOut(BaseModel):

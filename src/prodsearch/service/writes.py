@@ -123,7 +123,7 @@ def _delete(ctx: ServiceContext, ids: list[str]) -> int:
         return deleted
 
 
-@router.delete("/products/{product_id}", response_model=DeleteOut, responses=AUTH_ERRORS)
+@router.delete("/products/{product_id:path}", response_model=DeleteOut, responses=AUTH_ERRORS)
 async def delete_product(ctx: Ctx, product_id: str) -> DeleteOut:
     deleted = await run_in_threadpool(_delete, ctx, [product_id])
     return DeleteOut(deleted=deleted, products=len(ctx.engine))
