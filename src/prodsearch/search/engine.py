@@ -15,12 +15,15 @@ embedder is *aligned* (CLIP). Signals are fused by the index's calibrated fusion
 :mod:`prodsearch.search.calibration`), else by RRF; a normalised weighted sum is the third choice.
 All are pure functions in :mod:`prodsearch.index.fusion`. A query photo that is in the catalog
 always returns its product first.
+
+The engine composes four parts: query encoding (:mod:`prodsearch.search.query`), retrieval
+(:mod:`prodsearch.search.retrieval`), ranking (:mod:`prodsearch.search.ranking`: fusion, paging,
+facets, explanations) and the one write path (:mod:`prodsearch.search.writer`).
 """
 
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -32,8 +35,10 @@ from prodsearch.catalog.schema import Product
 from prodsearch.encoders.base import Embedder, l2_normalize
 from prodsearch.errors import ProductNotFoundError, QueryError
 from prodsearch.search import layout
+from prodsearch.search.ranking import finish, matched_attributes  # noqa: F401  (matched_attributes: public here)
 from prodsearch.search.recipe import EmbedderRecipe
-from prodsearch.search.results import Explanation, SearchResponse, SearchResult
+from prodsearch.search.results import SearchResponse
+from prodsearch.search.retrieval import SAME_PHOTO, retrieve  # noqa: F401  (SAME_PHOTO: public here)
 from prodsearch.search.writer import reading
 
 log = logging.getLogger(__name__)
@@ -50,9 +55,6 @@ MODE_SIGNALS = {
     "text": ("text",),
     "image": ("image", "joint", "popularity"),
 }
-#: Untuned photo similarity at or above this is the same photo (re-encoded, resized): that product
-#: is put first in every mode, whatever the fusion says (a shopper's photo of the product itself).
-SAME_PHOTO = 0.985
 #: How many candidates each signal contributes before fusion (at least k + offset).
 CANDIDATES = 200
 
@@ -220,83 +222,6 @@ class Engine:
         return self._attrs.facet_counts(fields, mask=mask, top=top)
 
     # ------------------------------------------------------------------ queries
-    def _encode_query(
-        self,
-        text: str | None,
-        image: Any,
-        negative: str | None,
-        image_weight: float,
-        negative_weight: float,
-        timings: dict[str, float],
-        want: tuple[str, ...] = MODE_SIGNALS["hybrid"],
-    ) -> dict[str, np.ndarray]:
-        """Return a query vector per vector kind that the query can reach (the trained space only
-        when ``want`` uses it: it may cost a second forward pass)."""
-        t = time.perf_counter()
-        emb = self.embedder
-        q_text = emb.encode_text([text])[0] if text else None
-        q_img = None
-        if image is not None:
-            if emb.image is None or "image" not in self.vectors:
-                raise QueryError("this index has no image encoder; image queries are not supported")
-            q_img = emb.encode_images([image])[0]
-        q_neg = emb.encode_text([negative])[0] if negative else None
-        timings["encode"] = time.perf_counter() - t
-
-        out: dict[str, np.ndarray] = {}
-        if emb.joint is not None and "joint" in self.vectors and "joint" in want:
-            out["joint"] = self._joint_query(
-                q_text, q_img, text, image, negative, image_weight, negative_weight
-            )
-        if self.aligned:
-            parts = [
-                (v, w) for v, w in ((q_text, 1.0 - image_weight), (q_img, image_weight)) if v is not None
-            ]
-            if len(parts) == 1:
-                q = parts[0][0]
-            else:
-                q = sum(w * v for v, w in parts)
-            if q_neg is not None:
-                q = q - negative_weight * q_neg  # "not leather": a negative query term, as in Marqo
-            q = l2_normalize(q[None])[0]
-            out = {kind: q for kind in self.vectors}
-        else:
-            if q_text is not None and "text" in self.vectors:
-                q = q_text if q_neg is None else l2_normalize((q_text - negative_weight * q_neg)[None])[0]
-                out["text"] = q
-            if q_img is not None:
-                out["image"] = q_img
-        return out
-
-    def _joint_query(
-        self,
-        q_text: np.ndarray | None,
-        q_img: np.ndarray | None,
-        text: str | None,
-        image: Any,
-        negative: str | None,
-        image_weight: float,
-        negative_weight: float,
-    ) -> np.ndarray:
-        """The query in the trained model's space, from the untuned query features when the model is
-        a head over the same encoders (no second forward pass), else through its own towers."""
-        emb = self.embedder
-        joint = emb.joint
-
-        def side(modality: str, base: np.ndarray | None, raw: Any) -> np.ndarray | None:
-            if raw is None or (modality == "text" and not raw):
-                return None
-            v = emb.joint_from_base(modality, base[None]) if base is not None else None
-            if v is None:
-                v = joint.encode_text([raw]) if modality == "text" else joint.encode_images([raw])
-            return v[0]
-
-        jt, ji = side("text", q_text, text), side("image", q_img, image)
-        parts = [(v, w) for v, w in ((jt, 1.0 - image_weight), (ji, image_weight)) if v is not None]
-        q = parts[0][0] if len(parts) == 1 else sum(w * v for v, w in parts)
-        if negative:
-            q = q - negative_weight * joint.encode_text([negative])[0]
-        return l2_normalize(np.asarray(q, np.float32)[None])[0]
 
     def _reaches(self, signal: str, has_text: bool, has_image: bool) -> bool:
         """Whether a query with text and/or a photo can rank by ``signal`` in this index."""
@@ -410,7 +335,8 @@ class Engine:
         # signals a fused mode gives weight 0 are not computed at all (a second forward pass saved)
         reach = [x for x in MODE_SIGNALS[mode] if self._reaches(x, bool(text), image is not None)]
         want = tuple(x for x in reach if w.get(x, 1.0) > 0) or MODE_SIGNALS[mode]
-        rankings, qvecs, pinned = self._retrieve(
+        rankings, qvecs, pinned = retrieve(
+            self,
             text,
             image,
             want,
@@ -426,7 +352,7 @@ class Engine:
         if rankings and all(len(h.iids) == 0 for h in rankings.values()):
             rest = tuple(x for x in reach if x not in want and x != "popularity")  # a prior, not an answer
             if rest:  # the weighted signals found nothing (no query word in the catalog): the others answer
-                more, more_vecs, more_pinned = self._retrieve(
+                more, more_vecs, more_pinned = retrieve(self,
                     text, image, rest, depth, filters, allowed, timings,
                     negative=negative, image_weight=image_weight, negative_weight=negative_weight, anchor=anchor,
                 )  # fmt: skip
@@ -437,204 +363,20 @@ class Engine:
                 f"mode {mode!r} cannot serve this query (signals reachable: {sorted(qvecs) or ['lexical'] if text else sorted(qvecs)}"
                 f"; text->image needs an aligned model such as a `prodsearch train` run)"
             )
-        return self._finish(
-            rankings, w, fusion, k, offset, text, timings, mode, explain, facets, qvecs, pinned=pinned
+        return finish(
+            self, rankings, w, fusion, k, offset, text, timings, mode, explain, facets, qvecs, pinned=pinned
         )
-
-    def _retrieve(
-        self,
-        text: str | None,
-        image: Any,
-        want: tuple[str, ...],
-        depth: int,
-        filters: Any,
-        allowed: np.ndarray | None,
-        timings: dict[str, float],
-        *,
-        negative: str | None = None,
-        image_weight: float = 0.5,
-        negative_weight: float = 1.0,
-        anchor: bool = True,
-    ) -> tuple[dict[str, Any], dict[str, np.ndarray], list[int]]:
-        """Every signal in ``want`` that the query reaches, ranked to ``depth`` before fusion:
-        ``(rankings {signal: Hits}, query vectors {kind: (D,)}, pinned same-photo iids)``."""
-        rankings: dict[str, Any] = {}
-        needs_vectors = any(s in want for s in ("text", "image", "joint")) or image is not None
-        qvecs = (
-            self._encode_query(text, image, negative, image_weight, negative_weight, timings, want)
-            if needs_vectors
-            else {}
-        )
-        if anchor and text and image is not None and "image" in self.vectors:
-            from prodsearch.search.compose import anchored_rankings
-
-            rankings = anchored_rankings(self, text, image, want, qvecs, allowed, depth, timings)
-            want = ()  # already ranked, within the photo's anchor set
-        if "lexical" in want and text:
-            t = time.perf_counter()
-            rankings["lexical"] = self.lexical.search(text, depth, allowed=allowed)
-            timings["lexical"] = time.perf_counter() - t
-        t = time.perf_counter()
-        for kind in ("text", "image", "joint"):
-            if kind in want and kind in qvecs:
-                rankings[kind] = self.vectors[kind].search(
-                    qvecs[kind][None], depth, filter=self._parse_filter(filters), allowed=allowed
-                )[0]
-        timings["ann"] = time.perf_counter() - t
-        if "popularity" in want and self.popularity and rankings:
-            rankings["popularity"] = self._popularity_hits(rankings)
-        pinned = self._same_photo(qvecs, rankings, filters, allowed) if image is not None else []
-        return rankings, qvecs, pinned
-
-    def _popularity_hits(self, rankings: dict[str, Any]) -> Any:
-        """The other signals' candidates ranked by popularity (0 for products shoppers never chose):
-        a prior that re-orders what the query found, never a source of candidates of its own."""
-        from prodsearch.index.types import Hits
-
-        iids = np.unique(np.concatenate([np.asarray(h.iids) for h in rankings.values()]))
-        vals = np.asarray([self.popularity.get(int(i), 0.0) for i in iids.tolist()], dtype=np.float64)
-        order = np.lexsort((iids, -vals))
-        return Hits(iids[order], vals[order])
 
     @reading
     def signal_rankings(
         self, text: str | None = None, image: Any = None, *, depth: int = CANDIDATES
     ) -> dict[str, Any]:
         """Each signal's own ranking of a hybrid query, before fusion (calibration, evaluation)."""
-        rankings, _, _ = self._retrieve(
-            text, image, MODE_SIGNALS["hybrid"], depth, None, None, {}, anchor=False
+        rankings, _, _ = retrieve(
+            self, text, image, MODE_SIGNALS["hybrid"], depth, None, None, {}, anchor=False
         )
         return rankings
 
-    def _same_photo(
-        self, qvecs: dict[str, np.ndarray], rankings: dict[str, Any], filters: Any, allowed: Any
-    ) -> list[int]:
-        """iids whose untuned photo vector is (nearly) the query photo's, best first."""
-        hits = rankings.get("image")
-        if hits is None and "image" in qvecs and "image" in self.vectors:
-            hits = self.vectors["image"].search(
-                qvecs["image"][None], 5, filter=self._parse_filter(filters), allowed=allowed
-            )[0]
-        if hits is None:
-            return []
-        scores = np.asarray(hits.scores)
-        return [int(i) for i in np.asarray(hits.iids)[scores >= SAME_PHOTO]]
-
-    def _finish(
-        self,
-        rankings: dict[str, Any],
-        weights: dict[str, float],
-        fusion: str,
-        k: int,
-        offset: int,
-        text: str | None,
-        timings: dict[str, float],
-        mode: str,
-        explain: bool,
-        facets: Sequence[str] | bool | None,
-        qvecs: dict[str, np.ndarray],
-        exclude: Sequence[int] = (),
-        pinned: Sequence[int] = (),
-    ) -> SearchResponse:
-        from prodsearch.index.fusion import fuse
-
-        t = time.perf_counter()
-        active = {s: h for s, h in rankings.items() if weights.get(s, 1.0) > 0}
-        if not active and rankings:
-            # the calibration gave every signal of this mode weight 0 (e.g. the trained space alone
-            # for a text query): a mode the user asked for still ranks by its own signals, equally
-            active, weights = dict(rankings), {s: 1.0 for s in rankings}
-        if not active:
-            raise QueryError("every signal this query reaches has weight 0")
-        if len(active) == 1:
-            ((sig, hits),) = active.items()
-            fused_iids, fused_scores = np.asarray(hits.iids), np.asarray(hits.scores, dtype=np.float32)
-            contrib = {int(i): {sig: float(s)} for i, s in zip(fused_iids, fused_scores, strict=False)}
-        else:
-            cal = self.calibration or {}
-            fused, contrib = fuse(
-                fusion,
-                active,
-                {s: weights[s] for s in active},
-                stats={s: tuple(v) for s, v in cal.get("stats", {}).items()},
-            )
-            fused_iids, fused_scores = np.asarray(fused.iids), np.asarray(fused.scores, dtype=np.float32)
-        if len(pinned):
-            excluded = set(exclude)
-            pin = np.asarray([i for i in pinned if i not in excluded], dtype=np.int64)
-            rest = ~np.isin(fused_iids, pin)
-            top = fused_scores.max() if len(fused_scores) else 0.0
-            fused_iids = np.concatenate([pin, fused_iids[rest]])
-            fused_scores = np.concatenate([np.full(len(pin), top, np.float32), fused_scores[rest]])
-            for i in pin.tolist():
-                contrib.setdefault(int(i), {})["same_photo"] = 1.0
-        if len(exclude):
-            keep = ~np.isin(fused_iids, np.asarray(exclude))
-            fused_iids, fused_scores = fused_iids[keep], fused_scores[keep]
-        timings["fuse"] = time.perf_counter() - t
-
-        page = slice(offset, offset + k)
-        iids, scores = fused_iids[page], fused_scores[page]
-        products = self.store.by_iids(iids.tolist())
-        results = []
-        for rank, (iid, score, p) in enumerate(
-            zip(iids.tolist(), scores.tolist(), products, strict=False), start=offset + 1
-        ):
-            expl = (
-                self._explain(iid, p, contrib.get(int(iid), {}), rankings, text, qvecs) if explain else None
-            )
-            results.append(
-                SearchResult(
-                    id=p.id,
-                    score=float(score),
-                    rank=rank,
-                    title=p.title,
-                    attributes=p.attributes,
-                    text=p.text,
-                    image_path=p.image_path,
-                    explanation=expl,
-                )
-            )
-        fac = None
-        if facets:
-            fields = None if facets is True else list(facets)
-            fac = self.facets(fields, iids=fused_iids)
-        return SearchResponse(
-            results=results,
-            mode=mode,
-            signals=sorted(active),
-            candidates=len(fused_iids),
-            timings=timings,
-            facets=fac,
-            model=self.model_version,  # read under the same lock as the search: one model per answer
-        )
-
-    def _explain(
-        self,
-        iid: int,
-        product: Product,
-        contributions: dict[str, float],
-        rankings: dict[str, Any],
-        text: str | None,
-        qvecs: dict[str, np.ndarray],
-    ) -> Explanation:
-        sims: dict[str, float] = {}
-        for kind, q in qvecs.items():
-            if kind in rankings and iid in self.vectors[kind]:
-                sims[kind] = float(self.vectors[kind].get(np.asarray([iid]))[0] @ q)
-        if "lexical" in rankings:
-            lex = rankings["lexical"]
-            hit = np.nonzero(np.asarray(lex.iids) == iid)[0]
-            sims["lexical"] = float(np.asarray(lex.scores)[hit[0]]) if len(hit) else 0.0
-        terms = self.lexical.matched_terms(text, product.full_text()) if text else []
-        return Explanation(
-            contributions={s: float(v) for s, v in contributions.items()},
-            similarities=sims,
-            matched_terms=terms,
-            matched_attributes=matched_attributes(text, product.attributes),
-        )
-
-    # ------------------------------------------------------------------ item-to-item
     def _stored_vector(self, kind: str, iid: int) -> np.ndarray | None:
         vi = self.vectors.get(kind)
         if vi is None or iid not in vi:
@@ -718,7 +460,8 @@ class Engine:
         timings["ann"] = time.perf_counter() - t
         if not rankings:
             raise QueryError(f"the given products have no {by} vectors")
-        return self._finish(
+        return finish(
+            self,
             rankings,
             dict(DEFAULT_WEIGHTS),
             "rrf",
@@ -774,19 +517,3 @@ class Engine:
         self.manifest.backend = self._writer.backend
         self.manifest.counts = {"products": len(self.store), **{k: len(v) for k, v in self.vectors.items()}}
         self.manifest.save(self.root)
-
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-
-
-def matched_attributes(text: str | None, attributes: dict[str, str]) -> dict[str, str]:
-    """Attributes whose whole value (all its words) occurs in the query text, case-insensitively."""
-    if not text:
-        return {}
-    q = set(_WORD.findall(text.lower()))
-    out = {}
-    for field, value in attributes.items():
-        words = _WORD.findall(str(value).lower())
-        if words and all(w in q for w in words):
-            out[field] = value
-    return out

@@ -167,6 +167,19 @@ def multi_crop_search(
     )
     timings["regions"] = time.perf_counter() - t
     merged = merge_regions(regions)
-    return engine._finish(
-        {"regions": merged}, {"regions": 1.0}, "rrf", k, offset, None, timings, "image", explain, None, {}
+    from prodsearch.search.ranking import finish
+
+    return finish(
+        engine,
+        {"regions": merged},
+        {"regions": 1.0},
+        "rrf",
+        k,
+        offset,
+        None,
+        timings,
+        "image",
+        explain,
+        None,
+        {},
     )
