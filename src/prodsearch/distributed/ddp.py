@@ -175,10 +175,21 @@ def _share(info: DistInfo, value: Any = None) -> Any:
     return box[0]
 
 
+def _leave_together() -> None:
+    """Every rank knows rank 0 failed (it was shared): meet once more, then tear the group down
+    on every rank before raising, so no rank exits with gloo still talking to a peer that has
+    gone (which aborts the process with SIGABRT instead of raising)."""
+    if dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
+
+
 def _raise_shared(failure: tuple[str, str] | None) -> None:
-    """Re-raise on this rank the error rank 0 hit (its prodsearch class, else RuntimeError)."""
+    """Re-raise on this rank the error rank 0 hit (its prodsearch class, else RuntimeError),
+    after leaving the process group with the other ranks."""
     if failure is None:
         return
+    _leave_together()
     name, message = failure
     cls = getattr(errors, name, None)
     if isinstance(cls, type) and issubclass(cls, errors.ProdsearchError):
@@ -198,6 +209,7 @@ def on_main(info: DistInfo, fn: Callable[[], T]) -> T:
         except Exception as err:
             failure = (type(err).__name__, str(err))
             _share(info, (None, failure))
+            _leave_together()
             raise
     result, failure = _share(info, (result, failure))
     _raise_shared(failure)
@@ -214,6 +226,7 @@ def main_first(info: DistInfo, fn: Callable[[], T]) -> T:
             result = fn()
         except Exception as err:
             _share(info, (type(err).__name__, str(err)))
+            _leave_together()
             raise
         _share(info, None)
         return result
