@@ -144,3 +144,21 @@ def write_tiny_catalog(root: Path, rows=TINY_PRODUCTS) -> Path:
             make_photo(root / "images" / f"{r[0]}.jpg", r[3], shape=i)
             wr.writerow([*r, f"images/{r[0]}.jpg"])
     return root / "catalog.csv"
+
+
+def write_colour_catalog(root: Path, n: int = 260) -> Path:
+    """``n`` products (colour x 5 kinds x 2 genders, photos of varied size): enough held-out
+    products for fusion calibration's 20 validation queries per kind. Columns:
+    id,title,colour,category,gender,image."""
+    kinds = ["shirt", "shoe", "bag", "dress", "jacket"]
+    names = list(COLOURS)
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / "catalog.csv", "w", newline="") as fh:
+        wr = csv.writer(fh)
+        wr.writerow(["id", "title", "colour", "category", "gender", "image"])
+        for i in range(n):
+            colour, kind = names[i % len(names)], kinds[(i // 7) % len(kinds)]
+            make_photo(root / "images" / f"q{i}.jpg", colour, shape=i, size=(36 + i % 23, 52 + i % 7))
+            gender = "men" if i % 3 else "women"
+            wr.writerow([f"q{i}", f"{colour} {kind} model {i}", colour, kind, gender, f"images/q{i}.jpg"])
+    return root / "catalog.csv"

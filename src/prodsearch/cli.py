@@ -474,12 +474,20 @@ def train(
     resume: Annotated[bool, typer.Option(help="Resume the run in --out from its last checkpoint.")] = False,
     overwrite: Annotated[bool, typer.Option(help="Replace a different run already in --out.")] = False,
     interactions: Interactions = None,
+    self_evaluate: Annotated[
+        bool,
+        typer.Option(
+            help="After training, build the run's index aside and compare it with the untuned index on "
+            "held-out queries, whole catalog as gallery (recorded in run.json and calibration.json)."
+        ),
+    ] = True,
     progress: Progress = None,
     verbose: Verbose = False,
 ) -> None:
     """Fine-tune text and image towers on the catalog's (title, image) pairs. Extra `--field value`
     flags override config fields (see `prodsearch train-options`). Data-parallel on N processes:
-    `torchrun --nproc-per-node N -m prodsearch.cli train ...` (--batch-size is the global batch)."""
+    `torchrun --nproc-per-node N -m prodsearch.cli train ...` (--batch-size is the global batch).
+    The run then judges itself against the untuned index (--no-self-evaluate skips it)."""
     _setup_logging(verbose)
     from prodsearch.distributed.ddp import is_main_process
     from prodsearch.training.main import train_from_cli
@@ -498,8 +506,26 @@ def train(
         overwrite=overwrite,
         progress=_progress(progress),
     )
-    if is_main_process():  # under torchrun, rank 0 reports for the job
-        typer.echo(_train_summary(res))
+    if not is_main_process():  # under torchrun, rank 0 reports for the job
+        return
+    typer.echo(_train_summary(res))
+    if self_evaluate:
+        from prodsearch.catalog.mapping import load_mapping
+        from prodsearch.evaluation.selfeval import format_self_evaluation
+        from prodsearch.evaluation.selfeval import self_evaluate as judge_run
+        from prodsearch.training.config import from_dict
+
+        stored = from_dict(json.loads((Path(res.run_dir) / "config.json").read_text()))
+        got = judge_run(
+            res.run_dir,
+            catalog,
+            mapping=load_mapping(stored.mapping) if stored.mapping else None,
+            limit=stored.max_products or None,
+            progress=_progress(progress),
+        )
+        typer.echo(format_self_evaluation(got))
+        for line in got.get("verdict", []):
+            typer.echo(f"WARNING: {line}", err=True)
 
 
 def _train_summary(res: Any) -> str:

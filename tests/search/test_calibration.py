@@ -77,6 +77,8 @@ def test_verdict_warns_with_the_margin():
                 "untuned_rrf": 0.80,
                 "untuned_calibrated": 0.82,
                 "calibrated": 0.70,
+                "gain": -0.12,
+                "gain_ci": [-0.2, -0.05],
             },
             "text": {
                 "metric": "ndcg@10",
@@ -90,36 +92,18 @@ def test_verdict_warns_with_the_margin():
     }
     lines = verdict(cal)
     assert len(lines) == 1 and lines[0].startswith("image queries") and "by 0.120" in lines[0]
+    assert "95% interval of the gain -0.200 to -0.050" in lines[0]
 
 
 @pytest.fixture(scope="module")
 def calibrated_engine(tmp_path_factory):
-    import csv
-
-    from fakes import COLOURS, fake_embedder, make_photo
+    from fakes import fake_embedder, write_colour_catalog
     from prodsearch.search.builder import build_index
     from prodsearch.search.calibration import calibrate
     from prodsearch.search.engine import Engine
 
     root = tmp_path_factory.mktemp("cal")
-    kinds = ["shirt", "shoe", "bag", "dress", "jacket"]
-    names = list(COLOURS)
-    with open(root / "catalog.csv", "w", newline="") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(["id", "title", "colour", "category", "gender", "image"])
-        for i in range(260):
-            colour, kind = names[i % len(names)], kinds[(i // 7) % len(kinds)]
-            make_photo(root / "images" / f"q{i}.jpg", colour, shape=i, size=(36 + i % 23, 52 + i % 7))
-            wr.writerow(
-                [
-                    f"q{i}",
-                    f"{colour} {kind} model {i}",
-                    colour,
-                    kind,
-                    "men" if i % 3 else "women",
-                    f"images/q{i}.jpg",
-                ]
-            )
+    write_colour_catalog(root, 260)
     emb = fake_embedder()
     build_index(root / "catalog.csv", root / "idx", embedder=emb)
     with Engine.open(root / "idx", embedder=emb) as engine:

@@ -125,22 +125,14 @@ def fit_fusion(
 def per_query(engine: Any, judged: Mapping[str, Any]) -> dict[str, np.ndarray]:
     """Per query kind, ``(Q,)`` scores of the engine's served fusion (calibrated when the engine has a
     calibration for that kind, else RRF with its default weights), scored as calibration scores."""
-    from prodsearch.search.calibration import Judged, fused_metric, signal_stats
+    from prodsearch.search.calibration import fused_scores, signal_stats
 
     cal = engine.calibration or {}
     stats = {s: tuple(v) for s, v in cal.get("stats", {}).items()} or signal_stats(list(judged.values()))
     out = {}
     for kind, jd in judged.items():
         method = "calibrated" if kind in cal.get("weights", {}) else "rrf"
-        weights = engine.fusion_weights(kind)
-        out[kind] = np.asarray(
-            [
-                fused_metric(
-                    Judged(jd.metric, jd.signals, [c], [v], [g], jd.ideal[i : i + 1]), method, weights, stats
-                )
-                for i, (c, v, g) in enumerate(zip(jd.candidates, jd.values, jd.grades, strict=True))
-            ]
-        )
+        out[kind] = fused_scores(jd, method, engine.fusion_weights(kind), stats)
     return out
 
 

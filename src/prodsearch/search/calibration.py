@@ -151,6 +151,12 @@ def best_weights(
 def fused_metric(judged: Judged, method: str, weights: Mapping[str, float], stats: Mapping) -> float:
     """Mean metric of ``fuse(method, ...)`` over the queries: the reference (non-vectorised) path,
     used for RRF / min-max baselines and to check :func:`score_weights`."""
+    scores = fused_scores(judged, method, weights, stats)
+    return float(scores.mean()) if len(scores) else 0.0
+
+
+def fused_scores(judged: Judged, method: str, weights: Mapping[str, float], stats: Mapping) -> np.ndarray:
+    """Per query ``(Q,)``: the metric of ``fuse(method, ...)`` (see :func:`fused_metric`)."""
     from prodsearch.index.types import Hits
 
     vals = []
@@ -174,7 +180,7 @@ def fused_metric(judged: Judged, method: str, weights: Mapping[str, float], stat
             [grade_of[i] for i in fused.iids.tolist()[: (10 if judged.metric != "mrr" else DEPTH)]]
         )
         vals.append(float(metric_of(top[None], np.asarray([ideal]), judged.metric)[0]) if len(top) else 0.0)
-    return float(np.mean(vals)) if vals else 0.0
+    return np.asarray(vals, dtype=np.float64)
 
 
 def signal_stats(judged: Sequence[Judged]) -> dict[str, tuple[float, float]]:
@@ -421,7 +427,11 @@ def calibrate(
 def compare(
     engine: Any, products: list[Product], params: Any, cal: dict[str, Any], *, max_queries: int, seed: int
 ) -> dict[str, Any]:
-    """Test-split metrics of the fusions side by side (the module docstring's step 4)."""
+    """Test-split metrics of the fusions side by side (the module docstring's step 4); with a trained
+    signal, also the served (calibrated) fusion's ``gain`` over the better untuned fusion and its 95%
+    paired-bootstrap interval ``gain_ci`` over the queries."""
+    from prodsearch.registry.evaluate import paired_bootstrap
+
     test = judge(
         engine, products, _positions(products, params, "test"), max_queries=max_queries, seed=seed + 1
     )
@@ -434,20 +444,29 @@ def compare(
         equal_all = dict.fromkeys(jd.signals, 1.0)
         equal_untuned = dict.fromkeys(untuned, 1.0)
         plain_weights = cal.get("untuned_weights", {}).get(kind) or cal["weights"].get(kind, equal_untuned)
-        row = {
+        plain = {
+            "untuned_rrf": fused_scores(jd, "rrf", equal_untuned, stats),
+            "untuned_calibrated": fused_scores(
+                jd, "calibrated", {s: w for s, w in plain_weights.items() if s in untuned}, stats
+            ),
+        }
+        served = fused_scores(jd, "calibrated", cal["weights"].get(kind, equal_all), stats)
+        row: dict[str, Any] = {
             "metric": jd.metric,
             "queries": len(jd),
             "gallery": len(products),
-            "untuned_rrf": fused_metric(jd, "rrf", equal_untuned, stats),
-            "untuned_calibrated": fused_metric(
-                jd, "calibrated", {s: w for s, w in plain_weights.items() if s in untuned}, stats
-            ),
+            **{k: float(v.mean()) for k, v in plain.items()},
             "rrf": fused_metric(jd, "rrf", equal_all, stats),
             "weighted_minmax": fused_metric(jd, "weighted", equal_all, stats),
-            "calibrated": fused_metric(jd, "calibrated", cal["weights"].get(kind, equal_all), stats),
+            "calibrated": float(served.mean()),
         }
         for s in jd.signals:
             row[f"only_{s}"] = fused_metric(jd, "calibrated", {s: 1.0}, stats)
+        if len(untuned) < len(jd.signals):  # a trained signal: its gain over the better untuned fusion
+            base = max(plain.values(), key=lambda v: float(v.mean()))
+            boot = paired_bootstrap({kind: base}, {kind: served}, seed=seed)
+            row["gain"] = boot["difference"]
+            row["gain_ci"] = [round(boot["ci_low"], 4), round(boot["ci_high"], 4)]
         out[kind] = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}
     return out
 
@@ -460,11 +479,16 @@ def format_comparison(cal: dict[str, Any]) -> str:
             f"fusion weights for {kind} queries: " + ", ".join(f"{s}={v:g}" for s, v in sorted(w.items()))
         )
     for kind, row in (cal.get("comparison") or {}).items():
-        cols = [k for k in row if k not in ("metric", "queries", "gallery")]
+        cols = [k for k in row if k not in ("metric", "queries", "gallery", "gain", "gain_ci")]
         lines.append(
             f"{kind} queries, {row['metric']} on {row['queries']} test queries (gallery {row['gallery']}): "
             + ", ".join(f"{k} {row[k]:.3f}" for k in cols)
         )
+        if "gain" in row:
+            low, high = row["gain_ci"]
+            lines.append(
+                f"  trained vs untuned ({kind} queries): {row['gain']:+.3f} (95% interval {low:+.3f} to {high:+.3f})"
+            )
     return "\n".join(lines)
 
 
@@ -490,9 +514,14 @@ def verdict(cal: dict[str, Any] | None, margin: float = 0.005) -> list[str]:
             lines.append(
                 f"{kind} queries: the trained model's fusion scores {row['metric']} {row['calibrated']:.3f} "
                 f"< untuned {base:.3f} (by {base - row['calibrated']:.3f}, {row['queries']} test queries, "
-                f"gallery {row['gallery']})"
+                f"gallery {row['gallery']}"
+                + (
+                    f"; 95% interval of the gain {row['gain_ci'][0]:+.3f} to {row['gain_ci'][1]:+.3f})"
+                    if "gain_ci" in row
+                    else ")"
+                )
             )
     return lines
 
 
-__all__ = ["calibrate", "compare", "verdict", "best_weights", "score_weights", "restrict"]
+__all__ = ["calibrate", "compare", "verdict", "best_weights", "score_weights", "restrict", "fused_scores"]
