@@ -111,6 +111,15 @@ def index(
             "exact re-rank from vectors memory-mapped from disk). Default: the index's current kind, else auto."
         ),
     ] = None,
+    index_option: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Embedded vector index setting KEY=NUMBER, repeatable, kept for later builds and "
+            "searches. Search-time (no rebuild): ef_search, nprobe, rerank, exact_fraction, exact_min; "
+            "build-time (rebuilds the vectors' index): hnsw_m, ef_construction, hnsw_threshold, nlist, "
+            "pq_m, rebuild_ratio."
+        ),
+    ] = None,
     progress: Progress = None,
     ray: Annotated[
         str | None,
@@ -187,6 +196,7 @@ def index(
         limit=limit,
         delete_missing=not keep_missing,
         index_kind=index_kind,
+        index_options=_key_values("--index-option", index_option, numbers=True),
         encode=ray_encoder,
         backend=backend,
         backend_options=_milvus_options(milvus_collection, milvus_option),
@@ -206,17 +216,27 @@ def index(
 
 
 def _milvus_options(collection: str | None, pairs: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {"collection": collection} if collection else {}
+    return {**out, **_key_values("--milvus-option", pairs)}
+
+
+def _key_values(flag: str, pairs: list[str] | None, *, numbers: bool = False) -> dict[str, Any]:
+    """Repeated ``KEY=VALUE`` flags as a dict, each VALUE as JSON where it parses (only a number
+    with ``numbers``)."""
     from prodsearch.errors import ConfigError
 
-    out: dict[str, Any] = {"collection": collection} if collection else {}
+    out: dict[str, Any] = {}
     for pair in pairs or []:
         key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise ConfigError(f"--milvus-option {pair!r}: expected KEY=VALUE")
+        if not sep or not key.strip():
+            raise ConfigError(f"{flag} {pair!r}: expected KEY=VALUE")
         try:
-            out[key.strip()] = json.loads(value)
+            parsed = json.loads(value)
         except json.JSONDecodeError:
-            out[key.strip()] = value
+            parsed = value
+        if numbers and (isinstance(parsed, bool) or not isinstance(parsed, (int, float))):
+            raise ConfigError(f"{flag} {pair!r}: the value must be a number")
+        out[key.strip()] = parsed
     return out
 
 

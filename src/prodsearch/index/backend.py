@@ -224,6 +224,10 @@ class FaissBackend:
             for a, b in zip(hits, extra, strict=True)
         ]
 
+    def set_query_params(self, **params: Any) -> None:
+        """Search-time parameters of the main segment (the delta is an exact scan)."""
+        self._segments[0].set_query_params(**params)
+
     def reindexed(self, **params: Any) -> FaissBackend:
         """A new backend with ``params`` (e.g. another ``kind``) holding the same vectors, all
         pending (the next :meth:`compact` builds its index), at the same ``applied_seq``."""

@@ -48,6 +48,10 @@ log = logging.getLogger(__name__)
 KINDS = ("auto", "flat", "hnsw", "ivfpq")
 #: Kinds whose ANN structure holds compressed codes and whose float32 vectors are memory-mapped.
 COMPRESSED_KINDS = ("ivfpq",)
+#: Parameters a search reads: changed on a built index without rebuilding it (``--index-option``).
+QUERY_PARAMS = ("ef_search", "nprobe", "rerank", "exact_fraction", "exact_min")
+#: Parameters the graph is built with: a change rebuilds the vector index.
+BUILD_PARAMS = ("hnsw_threshold", "hnsw_m", "ef_construction", "nlist", "pq_m", "rebuild_ratio")
 #: Fewest vectors an IVF-PQ index is trained on (PQ codebooks have 256 centroids per sub-vector).
 _IVF_MIN = 1_000
 #: Training sample of the coarse quantizer: this many points per list (faiss warns below 39).
@@ -223,6 +227,18 @@ class VectorIndex:
 
     def __repr__(self) -> str:
         return f"VectorIndex(dim={self.dim}, kind={self.kind!r}, count={self._n}, ann={self.ann_kind!r})"
+
+    def set_query_params(self, **params: Any) -> None:
+        """Change search-time parameters (:data:`QUERY_PARAMS`) of this index in place; validated as
+        the constructor validates them. Build-time ones need a rebuild (:meth:`FaissBackend.reindexed`)."""
+        unknown = sorted(set(params) - set(QUERY_PARAMS))
+        if unknown:
+            raise ConfigError(f"{unknown}: not search-time parameters; expected some of {QUERY_PARAMS}")
+        checked = VectorIndex(self.dim, **{**self.params(), **params}).params()
+        with self._lock:
+            for key in params:
+                setattr(self, key, checked[key])
+            self._tune_graph()
 
     # ------------------------------------------------------------------ bookkeeping
     def __len__(self) -> int:

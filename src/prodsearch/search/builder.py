@@ -87,15 +87,48 @@ def _encode_images(embedder: Embedder, paths: list[str], hashes: list[str | None
     return embedder.encode_images(paths, **kw)
 
 
-def _apply_index_kind(writer: Any, index_kind: str) -> None:
-    """Rebuild the embedded vector indexes saved with another kind (the compaction below saves them;
-    a run killed before that leaves the old ones, and the manifest naming them, in place)."""
+def _apply_index_kind(writer: Any) -> None:
+    """Rebuild the embedded vector indexes saved with another kind or other build-time parameters
+    (the compaction below saves them; a run killed before that leaves the old ones, and the
+    manifest naming them, in place). Search-time parameters were set when the writer opened."""
     from prodsearch.index.backend import FaissBackend
+    from prodsearch.index.vector import BUILD_PARAMS
 
+    want = {k: v for k, v in writer.vector_params.items() if k == "kind" or k in BUILD_PARAMS}
     for kind, be in list(writer.vectors.items()):
-        if isinstance(be, FaissBackend) and be.params()["kind"] != index_kind:
-            log.info("rebuilding %s vectors: index kind %s -> %s", kind, be.params()["kind"], index_kind)
+        if not isinstance(be, FaissBackend):
+            continue
+        have = be.params()
+        # pq_m 0 means "automatic": compare what it resolves to
+        changed = {k: v for k, v in want.items() if have.get(k) != v and not (k == "pq_m" and v == 0)}
+        if changed:
+            log.info(
+                "rebuilding %s vectors: %s",
+                kind,
+                ", ".join(f"{k} {have.get(k)} -> {v}" for k, v in changed.items()),
+            )
             writer.vectors[kind] = be.reindexed(**writer.vector_params)
+
+
+def check_index_options(
+    options: dict[str, Any], index_kind: str, backend: str, dims: list[int]
+) -> dict[str, Any]:
+    """``--index-option`` settings of the embedded vector index, validated against every vector
+    kind's dimension before anything is written."""
+    from prodsearch.index.vector import BUILD_PARAMS, QUERY_PARAMS, VectorIndex
+
+    known = (*BUILD_PARAMS, *QUERY_PARAMS)
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise ConfigError(f"--index-option {unknown[0]}: unknown; expected one of {', '.join(known)}")
+    if options and backend != "faiss":
+        raise ConfigError(
+            "--index-option sets the embedded FAISS index; a Milvus backend takes --milvus-option "
+            "index_type=... index_params=... search_params=..."
+        )
+    for dim in dims:
+        VectorIndex(dim, kind=index_kind, **options)  # raises ConfigError naming the bad value
+    return dict(options)
 
 
 def build_index(
@@ -109,6 +142,7 @@ def build_index(
     limit: int | None = None,
     delete_missing: bool = True,
     index_kind: str | None = None,
+    index_options: dict[str, Any] | None = None,
     batch_size: int = 64,
     progress: bool = False,
     read_options: dict[str, Any] | None = None,
@@ -132,7 +166,10 @@ def build_index(
     index keeps its backend.
 
     ``index_kind``: the embedded vector index, ``auto``, ``flat``, ``hnsw`` or ``ivfpq``
-    (compressed, see :mod:`prodsearch.index.vector`); ``None`` keeps an existing index's kind
+    (compressed, see :mod:`prodsearch.index.vector`); ``index_options``: its parameters
+    (:data:`~prodsearch.index.vector.QUERY_PARAMS` take effect at once, a changed
+    :data:`~prodsearch.index.vector.BUILD_PARAMS` rebuilds it; kept in the manifest for later
+    builds, searches and the service); ``None`` keeps an existing index's kind
     (else ``auto``). A kind other than the one saved rebuilds the saved vectors with it.
 
     Raises :class:`EncoderMismatchError` when ``out`` already holds an index built with another encoder.
@@ -175,7 +212,7 @@ def build_index(
             embedder.check_compatible(old_manifest.embedder, where=f"index {out}")
         except EncoderMismatchError as err:
             raise EncoderMismatchError(f"{err}; use a new --out folder") from None
-    kind_given = index_kind is not None
+    kind_given = index_kind is not None or bool(index_options)
     if index_kind is None:
         index_kind = old_manifest.settings.get("index_kind", "auto") if old_manifest is not None else "auto"
     backend_name = old_manifest.backend if old_manifest is not None else layout.Manifest.backend
@@ -196,6 +233,15 @@ def build_index(
             attributes=result.mapping.attributes,
             embedder=embedder,
         )
+    index_params = check_index_options(
+        {
+            **(old_manifest.settings.get("index_params", {}) if old_manifest is not None else {}),
+            **(index_options or {}),
+        },
+        index_kind,
+        backend_name,
+        [e.dim for e in (embedder.text, embedder.image, embedder.joint) if e is not None],
+    )
     out.mkdir(parents=True, exist_ok=True)
     write_problem_report(result, out / layout.REPORT)
     manifest = layout.Manifest(
@@ -205,6 +251,7 @@ def build_index(
         settings={
             "recipe": recipe.to_dict(),
             "index_kind": index_kind,
+            "index_params": index_params,
             "backend_params": backend_params,
             # kept until `prodsearch index` / `calibrate` fits it again (search/calibration.py)
             **(
@@ -225,12 +272,12 @@ def build_index(
     writer = IndexWriter.open(
         out,
         backend=manifest.backend,
-        vector_params={"kind": index_kind, **backend_params},
+        vector_params=manifest.vector_params(),
         auto_compact=False,
     )
     try:
         if kind_given:
-            _apply_index_kind(writer, index_kind)
+            _apply_index_kind(writer)
         t = time.perf_counter()
         plan = writer.store.plan(result.products, delete_missing=delete_missing)
         report.timings["plan"] = time.perf_counter() - t
@@ -279,6 +326,8 @@ def build_index(
         # also repairs a previous run that died before its compaction finished
         if writer.pending or old_manifest is None or writer.store.oplog_size():
             writer.compact(on_saved=save_manifest)
+        elif old_manifest.settings.get("index_params", {}) != index_params:
+            save_manifest()  # search-time settings only: the saved vectors stay valid
         report.timings["save"] = time.perf_counter() - t
     finally:
         writer.close()

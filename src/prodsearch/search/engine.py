@@ -97,10 +97,7 @@ class Engine:
         writer = IndexWriter.open(
             root,
             backend=manifest.backend,
-            vector_params={
-                "kind": manifest.settings.get("index_kind", "auto"),
-                **manifest.settings.get("backend_params", {}),  # e.g. where Milvus is
-            },
+            vector_params=manifest.vector_params(),
         )
         engine = cls(root, manifest, embedder, writer.store, writer.vectors, writer.lexical)
         engine._writer = writer

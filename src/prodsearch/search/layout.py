@@ -46,6 +46,15 @@ class Manifest:
     format_version: int = FORMAT_VERSION
     updated_at: str | None = None
 
+    def vector_params(self) -> dict[str, Any]:
+        """What the index's vector backends are made with: the embedded index kind, its
+        ``--index-option`` settings, and a remote backend's location and options."""
+        return {
+            "kind": self.settings.get("index_kind", "auto"),
+            **self.settings.get("index_params", {}),
+            **self.settings.get("backend_params", {}),
+        }
+
     def save(self, root: str | Path) -> None:
         atomic_write_text(Path(root) / MANIFEST, json.dumps(asdict(self), indent=2, sort_keys=True))
 

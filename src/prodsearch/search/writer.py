@@ -184,6 +184,7 @@ class IndexWriter:
             vdir = root / layout.VECTORS
             kinds = sorted(p.stem for p in vdir.glob("*.json")) if vdir.is_dir() else []
             vectors = {kind: load_backend(backend, vdir, kind) for kind in kinds}
+            _set_query_params(vectors, vector_params or {})
             ldir = root / layout.LEXICAL
             lexical = LexicalIndex.load(ldir) if (ldir / f"{NAME}.json").exists() else LexicalIndex()
         except BaseException:
@@ -432,3 +433,14 @@ def _clean_failed_saves(root: Path) -> None:
                     shutil.rmtree(tmp, ignore_errors=True)
     finally:
         os.close(fd)
+
+
+def _set_query_params(vectors: dict[str, Any], params: dict[str, Any]) -> None:
+    """Loaded embedded indexes search with the index's current search-time settings
+    (``--index-option``), not the ones they were saved with."""
+    from prodsearch.index.vector import QUERY_PARAMS
+
+    query = {k: v for k, v in params.items() if k in QUERY_PARAMS}
+    for be in vectors.values():
+        if query and hasattr(be, "set_query_params"):
+            be.set_query_params(**query)
