@@ -125,8 +125,9 @@ async def search(request: Request, ctx: Ctx) -> SearchResponseOut:
 
 
 # ``:path`` ids: a catalog id may contain '/' (sent as is or as %2F, which the server decodes before
-# routing); the routes with a suffix come before ``/products/{id}``, so an id ending in "/similar" or
-# "/image" is the one thing GET /products/{id} cannot reach.
+# routing); the routes with a suffix come before ``/products/{id}``, so a product whose id ends in
+# "/similar" or "/image" is fetched with GET /products?id=ID (its photo and similar products are
+# reachable as usual: "/products/x%2Fimage/image" routes to the id "x/image").
 @router.get(
     "/products/{product_id:path}/similar", response_model=SearchResponseOut, responses=ERRORS, tags=["search"]
 )
@@ -198,6 +199,14 @@ async def product_image(ctx: Ctx, product_id: str) -> FileResponse:
 @router.get("/products/{product_id:path}", response_model=ProductOut, responses=ERRORS, tags=["products"])
 async def get_product(request: Request, ctx: Ctx, product_id: str) -> ProductOut:
     return product_out(await call_engine(ctx, ctx.engine.get, product_id), _root(request))
+
+
+@router.get("/products", response_model=ProductOut, responses=ERRORS, tags=["products"])
+async def get_product_by_query(
+    request: Request, ctx: Ctx, id: Annotated[str, Query(min_length=1, description="The product id.")]
+) -> ProductOut:
+    """The product with this id, whatever characters it holds (also an id ending in "/similar")."""
+    return await get_product(request, ctx, id)
 
 
 @router.get("/healthz", response_model=HealthOut, tags=["service"])
