@@ -110,6 +110,14 @@ def _apply_index_kind(writer: Any) -> None:
             writer.vectors[kind] = be.reindexed(**writer.vector_params)
 
 
+def _vector_dims(embedder: Embedder) -> list[int]:
+    """The dimension of every vector kind ``embedder`` writes (a joint model's space included)."""
+    encoders = [embedder.text, embedder.image]
+    if embedder.joint is not None:
+        encoders += [embedder.joint.text, embedder.joint.image]
+    return sorted({int(e.dim) for e in encoders if e is not None})
+
+
 def check_index_options(
     options: dict[str, Any], index_kind: str, backend: str, dims: list[int]
 ) -> dict[str, Any]:
@@ -240,7 +248,7 @@ def build_index(
         },
         index_kind,
         backend_name,
-        [e.dim for e in (embedder.text, embedder.image, embedder.joint) if e is not None],
+        _vector_dims(embedder),
     )
     out.mkdir(parents=True, exist_ok=True)
     write_problem_report(result, out / layout.REPORT)
