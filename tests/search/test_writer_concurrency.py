@@ -255,3 +255,75 @@ def test_background_compaction_starts_once_enough_writes_are_pending(tiny_index,
         assert_congruent(engine)
     finally:
         engine.close()
+
+
+def test_a_reading_process_sees_another_process_writes_without_reopening(tiny_index, fake_embedder):
+    """Two engines on one folder stand for two processes (each has its own SQLite connection): the
+    one that never writes applies the other's writes before each read, through replay while the
+    log holds them and by reloading once a compaction dropped them."""
+    rng = np.random.default_rng(5)
+    writer = Engine.open(tiny_index, embedder=fake_embedder)
+    reader = Engine.open(tiny_index, embedder=fake_embedder)
+    try:
+        assert reader.search("red", k=20, mode="text").results  # loaded, current
+        writer.upsert([product(1, rng)])
+        writer.delete(["p01"])
+        ids = [r.id for r in reader.search("item", k=20, mode="lexical").results]
+        assert "n1" in ids
+        assert "p01" not in [r.id for r in reader.search("red", k=20, mode="text").results]
+        assert reader.get("n1").title == writer.get("n1").title
+        assert_congruent(reader)
+
+        writer.compact()  # the log entries reader applied are dropped: nothing to do for it
+        writer.upsert([product(2, rng)])  # the next entry is still in the log: replayed
+        assert "n2" in [r.id for r in reader.search("item", k=20, mode="lexical").results]
+        writer.upsert([product(3, rng)])
+        writer.delete(["p02"])
+        writer.compact()  # reader is now behind a compacted log: it reloads from disk
+        got = [r.id for r in reader.search("item", k=20, mode="lexical").results]
+        assert "n3" in got and "p02" not in [r.id for r in reader.search("blue", k=20, mode="text").results]
+        assert_congruent(reader)
+        assert not reader._writer.behind()
+    finally:
+        writer.close()
+        reader.close()
+
+
+def test_reads_in_one_process_never_fail_while_another_deletes(tiny_index, fake_embedder):
+    rng = np.random.default_rng(6)
+    writer = Engine.open(tiny_index, embedder=fake_embedder)
+    reader = Engine.open(tiny_index, embedder=fake_embedder)
+    writer.upsert([product(i, rng) for i in range(40)])
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def read_loop() -> None:
+        while not done.is_set():
+            try:
+                for mode in ("text", "lexical", "hybrid"):
+                    reader.search("item shirt", k=20, mode=mode)
+            except BaseException as err:  # noqa: BLE001 - the test reports every failure
+                errors.append(err)
+                return
+
+    threads = [threading.Thread(target=read_loop) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        for i in range(40):
+            writer.delete([f"n{i}"])
+            if i % 10 == 9:
+                writer.compact()
+    finally:
+        done.set()
+        for t in threads:
+            t.join()
+    try:
+        assert errors == []
+        assert not {r.id for r in reader.search("item shirt", k=50, mode="lexical").results} & {
+            f"n{i}" for i in range(40)
+        }
+        assert_congruent(reader)
+    finally:
+        writer.close()
+        reader.close()

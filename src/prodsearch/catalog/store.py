@@ -420,22 +420,31 @@ class ProductStore:
         """
         keys = [int(i) for i in iids]
         with self._lock:
-            self._check_fresh()
-            misses = [i for i in dict.fromkeys(keys) if i not in self._cache]
-            if misses:
-                if len(self._cache) + len(misses) > _CACHE_MAX:
-                    self._cache.clear()
-                for chunk in _chunks(misses):
-                    marks = ",".join("?" * len(chunk))
-                    for row in self._conn.execute(
-                        f"SELECT {_COLS} FROM products WHERE iid IN ({marks})", chunk
-                    ):
-                        self._cache[int(row[0])] = _product(row)
-            cache = self._cache
+            cache = self._fetch(keys)
             missing = [i for i in keys if i not in cache]
             if missing:
                 raise ProductNotFoundError(f"unknown product iid(s) {_preview(missing)}")
             return [_copy(cache[i]) for i in keys]
+
+    def existing(self, iids: Sequence[int]) -> dict[int, Product]:
+        """The products of ``iids`` that are still in the store, by iid (no error for the others)."""
+        keys = [int(i) for i in iids]
+        with self._lock:
+            cache = self._fetch(keys)
+            return {i: _copy(cache[i]) for i in keys if i in cache}
+
+    def _fetch(self, keys: list[int]) -> dict[int, Product]:
+        """The cache, holding every product of ``keys`` still in the store. Caller holds the lock."""
+        self._check_fresh()
+        misses = [i for i in dict.fromkeys(keys) if i not in self._cache]
+        if misses:
+            if len(self._cache) + len(misses) > _CACHE_MAX:
+                self._cache.clear()
+            for chunk in _chunks(misses):
+                marks = ",".join("?" * len(chunk))
+                for row in self._conn.execute(f"SELECT {_COLS} FROM products WHERE iid IN ({marks})", chunk):
+                    self._cache[int(row[0])] = _product(row)
+        return self._cache
 
     def image_path_in_use(self, image_path: str) -> bool:
         """Whether any product's photo is the file ``image_path``."""

@@ -30,6 +30,9 @@ aside from a snapshot, without that lock, and swaps each in with one assignment,
 writes go on during it; what was written meanwhile stays in the deltas (and in the log, since a
 component's ``applied_seq`` is the sequence number at the start of the compaction).
 Only one process may write to an index at a time (an advisory file lock, taken at the first write).
+Other processes read it: before each read they apply the log entries the writer committed since
+(:meth:`IndexWriter.follow`, one SQLite read when nothing changed), so they see every acknowledged
+write too.
 """
 
 from __future__ import annotations
@@ -49,7 +52,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from prodsearch.catalog.schema import Product
-from prodsearch.errors import IndexNotFoundError
+from prodsearch.errors import IndexNotFoundError, ProductNotFoundError
 from prodsearch.search import layout
 
 log = logging.getLogger(__name__)
@@ -59,6 +62,8 @@ LOCK_FILE = ".writer.lock"
 AUTO_COMPACT_MIN = 2_000
 AUTO_COMPACT_SHARE = 0.05
 F = TypeVar("F", bound=Callable[..., Any])
+#: Times a read is run when another process keeps deleting the products it finds meanwhile.
+READ_ATTEMPTS = 20
 
 
 class RWLock:
@@ -108,12 +113,23 @@ class RWLock:
 
 
 def reading(method: F) -> F:
-    """Run an :class:`~prodsearch.search.engine.Engine` read method under the index's shared lock."""
+    """Run an :class:`~prodsearch.search.engine.Engine` read method under the index's shared lock,
+    after applying what another process wrote (:meth:`IndexWriter.follow`). A read that meets a
+    product another process deleted while it ran is run again on the caught-up state."""
 
     @functools.wraps(method)
     def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        with self._writer.lock.read():
-            return method(self, *args, **kwargs)
+        writer = self._writer
+        for attempt in range(READ_ATTEMPTS):
+            writer.follow()
+            with writer.lock.read():
+                try:
+                    return method(self, *args, **kwargs)
+                except ProductNotFoundError:
+                    # not a race with another process's write: the product is unknown
+                    if attempt == READ_ATTEMPTS - 1 or not writer.behind():
+                        raise
+        raise AssertionError("unreachable")
 
     return wrapper  # type: ignore[return-value]
 
@@ -208,9 +224,14 @@ class IndexWriter:
         lex_seq = max(floor, int(self.lexical.meta.get("applied_seq", 0)))
         seqs = {kind: max(floor, be.applied_seq) for kind, be in self.vectors.items()}
         since = min([lex_seq, *seqs.values()])
+        # the newest entry now: this process is current up to it once the loop ends (another
+        # process may commit more meanwhile; those are applied by the next catch-up)
+        target = self.store.last_seq()
         live: set[int] | None = None
         n = 0
         for entry in self.store.oplog_since(since):
+            if entry.seq > target:
+                break
             n += 1
             touched = np.concatenate([entry.put, entry.deleted])
             for kind, (_, vecs) in entry.vectors.items():
@@ -228,11 +249,13 @@ class IndexWriter:
                     live = set(self.store.all_iids().tolist())
                 # the store holds the final text of every product still there (iids are never reused)
                 put = [i for i in entry.put.tolist() if i in live]
-                if put:
-                    self.lexical.add(put, [p.full_text() for p in self.store.by_iids(put)])
+                if put:  # (a product another process deleted since is skipped: a later entry says so)
+                    found = self.store.existing(put)
+                    if found:
+                        self.lexical.add(list(found), [p.full_text() for p in found.values()])
         if n:
             log.info("replayed %d logged write(s) after seq %d into %s", n, since, self.root)
-        self._seq = self.store.last_seq()
+        self._seq = target
 
     def _catch_up(self) -> None:
         """Apply writes another process logged since this one last looked (or reload the
@@ -246,6 +269,25 @@ class IndexWriter:
             self._reload()
         else:
             self._replay(floor=self._seq)
+
+    def behind(self) -> bool:
+        """Whether another process committed writes this one has not applied (one SQLite read)."""
+        return self._flock is None and not self._closed and self.store.last_seq() != self._seq
+
+    def follow(self) -> None:
+        """In a process that reads an index another process writes (a second ``prodsearch serve``,
+        a notebook beside the service): apply the writes it committed since, or reload the
+        components if it also compacted them away, so that searches see every acknowledged write
+        and never a product it deleted. The process that writes is always current (no-op)."""
+        if not self.behind():
+            return
+        with self._mutex:
+            if self._closed:
+                return
+            with self.lock.write():
+                self._catch_up()
+                if self.on_change is not None:
+                    self.on_change()
 
     def _new_backend(self, kind: str, dim: int) -> Any:
         from prodsearch.index.backend import create_backend
