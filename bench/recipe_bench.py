@@ -50,6 +50,20 @@ RECIPES = {
     # the default's best epoch is its last (19-20 of 20): longer schedules
     "epochs40": {"epochs": 40},
     "epochs80": {"epochs": 80},
+    # more in-batch negatives per step (the cached-feature step is cheap), peak lr scaled with it
+    "batch1024": {"batch_size": 1024, "lr": 2e-3},
+    "batch1024-e40": {"batch_size": 1024, "lr": 2e-3, "epochs": 40},
+    # a wider space and head
+    "wide": {"embed_dim": 512, "head_hidden": 2048},
+    # a bigger frozen image backbone (ImageNet top-1 77.6% vs lite0's 75.1%), and lite0 on other input
+    # sizes (the default runs a locked tower at its own size, 224 px; 128 px was the default before)
+    "lite2": {"image_tower": "efficientnet-lite2"},
+    "px128": {"image_size": 128},
+    "px160": {"image_size": 160},
+    "px192": {"image_size": 192},
+    "px224": {"image_size": 224},
+    # a stronger attribute term (colour, type... of the catalog's own columns)
+    "attr1": {"attribute_weight": 1.0},
     # hard in-batch negatives: each batch of 256 drawn from 8 (or 4) product types
     "hard8": {"batch_groups": 8},
     "hard4": {"batch_groups": 4},
@@ -111,10 +125,11 @@ def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], qu
     from prodsearch.evaluation.augment import AugmentedPhotos
     from prodsearch.index.types import Hits
     from prodsearch.search.calibration import Judged, best_weights, fused_metric, signal_stats
-    from prodsearch.training.embedder import load_index_embedder
+    from prodsearch.search.recipe import EmbedderRecipe
 
-    emb = load_index_embedder(run)
     with_photo = [p for p in products if p.image_path]
+    # the embedder an index built with the run uses: untuned photo vectors at the index's own size
+    emb = EmbedderRecipe(model=str(run)).sized_for([p.image_path for p in with_photo]).build()
     base, joint = photo_vectors(emb, [p.image_path for p in with_photo], [p.image_hash for p in with_photo])
     ids = np.asarray([p.id for p in with_photo])
     photo_of = {p.id: p.image_hash for p in with_photo}

@@ -31,6 +31,46 @@ def test_heads_on_real_encoders_through_the_catalog_reader(tmp_path, tiny_catalo
     assert t.shape == i.shape == (1, 16) and np.isclose(np.linalg.norm(i), 1, atol=1e-5)
     assert emb.spec()["image"]["base"]["name"] == "efficientnet-lite0"
 
+    # an index built with the run: untuned photo vectors at the size an untuned index of these
+    # photos uses (40x52 photos: 128 px), identical to that index's; the joint ones at the run's 64 px
+    from prodsearch.search.recipe import EmbedderRecipe
+
+    photos = sorted(str(p) for p in (tiny_catalog.parent / "images").glob("*.jpg"))
+    recipe = EmbedderRecipe(model=str(tmp_path / "run")).sized_for(photos)
+    assert recipe.image_options == {"image_size": 128}
+    indexed, untuned = recipe.build(), EmbedderRecipe().sized_for(photos).build()
+    assert indexed.spec()["image"] == untuned.spec()["image"]
+    np.testing.assert_allclose(
+        indexed.image.encode_paths(photos), untuned.image.encode_paths(photos), atol=1e-5
+    )
+    assert indexed.joint.spec()["image"]["base"]["preprocess"]["size"] == 64
+    # an index built before: no size stored, so the untuned vectors stay at the run's size
+    old = EmbedderRecipe(model=str(tmp_path / "run")).to_dict()
+    assert EmbedderRecipe(model=str(tmp_path / "run")).sized_for(photos, old=old).image_options == {}
+
+
+def test_a_locked_image_tower_runs_at_its_own_size_a_training_one_near_the_photos(tmp_path):
+    from PIL import Image
+
+    from prodsearch.training.data import PairSet
+    from prodsearch.training.main import resolve_image_size
+
+    paths = []
+    for i in range(6):  # 60x80 photos: native size 128 px
+        paths.append(str(tmp_path / f"{i}.jpg"))
+        Image.new("RGB", (60, 80), (10 * i, 100, 30)).save(paths[-1])
+    pairs = PairSet(ids=[], titles=[], texts=[], image_paths=paths, image_hashes=[])
+
+    def size(**kw) -> int | None:
+        return resolve_image_size(TrainConfig(**kw), pairs, None).image_size
+
+    assert size() == 224  # heads on cached features of the locked tower
+    assert size(image_tower="efficientnet-lite2") == 260
+    assert size(freeze="top", image_unlocked_groups=2) == 128  # the tower trains: every pixel, every epoch
+    assert size(freeze="full") == 128
+    assert size(freeze="top", image_unlocked_groups=0, text_unlocked_groups=2) == 224  # LiT: image locked
+    assert size(image_size=96) == 96  # given: kept
+
 
 @pytest.mark.slow
 def test_train_time_text_tower_equals_search_time_minilm():

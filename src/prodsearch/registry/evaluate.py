@@ -163,7 +163,7 @@ def compare_versions(
         raise ConfigError(f"version {candidate} is the one the index serves; nothing to compare it with")
     products = list(engine.store.iter_products())
     positions = split_positions(products, rec.config, reg.frozen_split())
-    emb = load_embedder(reg, candidate)
+    emb = load_embedder(reg, candidate, engine)
     check_untuned_match(engine, emb, candidate)
     backend = build_snapshot(engine, reg, candidate, emb, progress=progress)
     cand = view(engine, emb, backend, reg.run_dir(candidate), None)

@@ -191,10 +191,12 @@ def view(engine: Any, embedder: Any, backend: Any, run_dir: Path, fusion: dict[s
     return v
 
 
-def load_embedder(reg: Registry, version: str) -> Any:
+def load_embedder(reg: Registry, version: str, engine: Any) -> Any:
+    """``version``'s index embedder, its untuned photo vectors at the size ``engine``'s index uses."""
     from prodsearch.training.embedder import load_index_embedder
 
-    return load_index_embedder(reg.run_dir(version))
+    options = (engine.manifest.settings.get("recipe") or {}).get("image_options") or {}
+    return load_index_embedder(reg.run_dir(version), untuned_image_size=options.get("image_size"))
 
 
 def check_untuned_match(engine: Any, embedder: Any, version: str) -> None:
@@ -241,7 +243,7 @@ def switch_to(
             "swap_ms": 0.0,
         }
     t0 = time.perf_counter()
-    embedder = load_embedder(reg, version)
+    embedder = load_embedder(reg, version, engine)
     check_untuned_match(engine, embedder, version)
     backend, photos = load_snapshot(engine, reg, version)
     if backend is None:

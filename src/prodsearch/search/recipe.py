@@ -35,18 +35,34 @@ class EmbedderRecipe:
         """This recipe with the image input size settled when it gives none: an existing index
         (``old``: its stored recipe) keeps the size it was built with; a new one runs an
         EfficientNet-Lite encoder near its photos' native size (60x80 photos at 128 px instead of
-        upscaled to 224: faster, and better image search, bench/image_size_bench.py)."""
-        if self.model or not self.image_encoder or "image_size" in self.image_options:
+        upscaled to 224: faster, and better image search, bench/image_size_bench.py).
+
+        With a ``prodsearch train`` run as ``model``, the size is that of the index's *untuned*
+        photo vectors (the run's image tower, sized as above); the trained ("joint") vectors run at
+        the run's own size (:func:`prodsearch.training.embedder.load_index_embedder`)."""
+        encoder = self._untuned_image_encoder()
+        if encoder is None or "image_size" in self.image_options:
             return self
         if old is not None:
             size = (old.get("image_options") or {}).get("image_size")
             return replace(self, image_options={**self.image_options, "image_size": size}) if size else self
-        if not self.image_encoder.startswith("efficientnet-lite") or not photo_paths:
+        if not encoder.startswith("efficientnet-lite") or not photo_paths:
             return self
         from prodsearch.encoders.image import size_for_photos
 
-        size = size_for_photos(self.image_encoder, photo_paths)
+        size = size_for_photos(encoder, photo_paths)
         return replace(self, image_options={**self.image_options, "image_size": size})
+
+    def _untuned_image_encoder(self) -> str | None:
+        """The image encoder name of the index's untuned photo vectors (a run's image tower)."""
+        if not self.model:
+            return self.image_encoder
+        run = Path(self.model)
+        if self.model.startswith(("clip:", "hf-clip:")) or not (run / "config.json").is_file():
+            return None
+        import json
+
+        return json.loads((run / "config.json").read_text()).get("image_tower")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbedderRecipe:
@@ -65,7 +81,7 @@ class EmbedderRecipe:
                 )
             from prodsearch.training.embedder import load_index_embedder
 
-            return load_index_embedder(run)
+            return load_index_embedder(run, untuned_image_size=self.image_options.get("image_size"))
         text = create_encoder(self.text_encoder)
         image = create_encoder(self.image_encoder, **self.image_options) if self.image_encoder else None
         return Embedder(text, image, aligned=False)

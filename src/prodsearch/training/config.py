@@ -49,9 +49,10 @@ class TrainConfig:
     )
     image_size: int | None = _f(
         None,
-        "image input size in pixels; omitted: near the catalog photos' native size (1.5x their median "
-        "longer side, rounded up to 32, within 128..the tower's own size), so small photos are not "
-        "upscaled to 224 px for nothing",
+        "image input size in pixels; omitted: the tower's own size (224 for lite0) when the image tower "
+        "is locked (features computed once), else near the catalog photos' native size (1.5x their "
+        "median longer side, rounded up to 32, within 128..the tower's own size), since a training "
+        "tower pays for every pixel every epoch",
         min=32,
         max=1024,
     )

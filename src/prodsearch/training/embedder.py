@@ -200,20 +200,34 @@ def load_trained_embedder(
     return Embedder(text, image, aligned=True, name=f"trained:{run_id}")
 
 
-def load_index_embedder(run_dir: str | Path, factory: TowerFactory | None = None) -> Embedder:
+def load_index_embedder(
+    run_dir: str | Path, factory: TowerFactory | None = None, *, untuned_image_size: int | None = None
+) -> Embedder:
     """What an index built with a run uses: the run's untuned base encoders (its text tower's
-    encoder, its image tower's encoder at the run's size and features) for the "text" and "image"
-    vectors, and the trained model as the ``joint`` space ("joint" vectors). Training thus adds a
-    signal whose fusion weight is calibrated, and never replaces vectors that worked (issue 8)."""
+    encoder, its image tower's encoder) for the "text" and "image" vectors, and the trained model
+    as the ``joint`` space ("joint" vectors). Training thus adds a signal whose fusion weight is
+    calibrated, and never replaces vectors that worked (issue 8).
+
+    The untuned photo vectors are the pooled ones, at ``untuned_image_size`` when given (the size
+    an untuned index of the same photos uses, :meth:`EmbedderRecipe.sized_for`), else at the run's
+    size. At the run's size they come from the same network pass as the joint vectors
+    (:class:`~prodsearch.encoders.image.PooledView`); at another size, from their own pass."""
+    import dataclasses
+
     factory = factory or TowerFactory()
     joint = load_trained_embedder(run_dir, factory)
     _, cfg, _ = load_trained_model(run_dir, factory)
     text = getattr(joint.text, "base", None) or factory.text_encoder(cfg)
     image = getattr(joint.image, "base", None) or factory.image_encoder(cfg)
     if getattr(image, "features", None) == "rich":
-        from prodsearch.encoders.image import PooledView
+        if untuned_image_size and untuned_image_size != getattr(image, "image_size", None):
+            image = factory.image_encoder(
+                dataclasses.replace(cfg, image_size=untuned_image_size, image_features="pooled")
+            )
+        else:
+            from prodsearch.encoders.image import PooledView
 
-        image = PooledView(image)  # untuned photo vectors stay the pooled ones (encoders/image.py)
+            image = PooledView(image)  # untuned photo vectors stay the pooled ones (encoders/image.py)
     return Embedder(text, image, aligned=False, joint=joint, name=f"{text.name}+{image.name}+{joint.name}")
 
 
