@@ -271,8 +271,14 @@ class IndexWriter:
             self._replay(floor=self._seq)
 
     def behind(self) -> bool:
-        """Whether another process committed writes this one has not applied (one SQLite read)."""
-        return self._flock is None and not self._closed and self.store.last_seq() != self._seq
+        """Whether another process committed writes this one has not applied (one SQLite read).
+        Only for the embedded backend: a remote one (Milvus) is shared, and already holds them."""
+        return (
+            self._flock is None
+            and not self._closed
+            and self.backend == "faiss"
+            and self.store.last_seq() != self._seq
+        )
 
     def follow(self) -> None:
         """In a process that reads an index another process writes (a second ``prodsearch serve``,
