@@ -42,9 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     for row in cal["comparison"].values():
         cols += [k for k in row if k not in ("metric", "queries", "gallery", *cols)]
     header = ["query kind", "metric", "queries", "gallery", *cols]
+
+    def cell(value) -> str:  # gain_ci: the 95% interval of the gain over the untuned fusion
+        return f"[{value[0]:+.3f}, {value[1]:+.3f}]" if isinstance(value, list) else f"{value:.3f}"
+
     rows = [
         [kind, row["metric"], str(row["queries"]), str(row["gallery"])]
-        + [f"{row[c]:.3f}" if c in row else "-" for c in cols]
+        + [cell(row[c]) if c in row else "-" for c in cols]
         for kind, row in cal["comparison"].items()
     ]
     weights = "; ".join(
