@@ -36,9 +36,13 @@ def test_text_tower_lock_counts(bert_dir):
     tower = TextTower.from_path(str(bert_dir))
     bert = tower.model
     tower.lock(1)
-    assert count_trainable(tower) == _n(bert.pooler.parameters())  # top group = what follows the layers
+    # the top group is the last layer: BERT's pooler follows the layers but never shapes the
+    # mean-pooled sentence embedding, so unlocking it would train nothing
+    assert count_trainable(tower) == _n(bert.encoder.layer[1].parameters())
+    tower(["red shirt", "blue denim shoes"]).sum().backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tower.parameters() if p.requires_grad)
     tower.lock(2)
-    assert count_trainable(tower) == _n(bert.pooler.parameters()) + _n(bert.encoder.layer[1].parameters())
+    assert count_trainable(tower) == _n(bert.encoder.layer[1].parameters()) + _n(bert.encoder.layer[0].parameters())
     tower.lock(0)
     assert count_trainable(tower) == 0
     out = tower(["red shirt", "blue denim shoes"])
@@ -82,3 +86,16 @@ def test_efficientnet_backbone_groups_and_lock():
     assert count_trainable(tower) == _n(groups[-1])
     tower.train()
     assert net._bn1.training and not net._bn0.training
+
+
+def test_text_tower_reads_checkpoints_that_held_the_transformer_as_model(bert_dir):
+    """Runs written before the tower was the SentenceTransformer stored ``model.*`` keys."""
+    tuned = TextTower.from_path(str(bert_dir)).eval()
+    with torch.no_grad():
+        tuned.model.encoder.layer[1].output.dense.bias.add_(0.5)  # a "fine-tuned" weight
+    old = {"model." + k.split(".", 3)[3]: v for k, v in tuned.state_dict().items()}  # st.0.<model>.*
+    assert any(k.startswith("model.") for k in old) and not any(k.startswith("st.") for k in old)
+    fresh = TextTower.from_path(str(bert_dir)).eval()
+    fresh.load_state_dict(old, strict=True)
+    with torch.no_grad():
+        assert torch.allclose(fresh(["red shirt"]), tuned(["red shirt"]), atol=1e-6)

@@ -4,11 +4,12 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from helpers import TinyFactory, synthetic_products
 
 from prodsearch.errors import ConfigError, EncoderError
 from prodsearch.training.config import TrainConfig
-from prodsearch.training.embedder import load_trained_embedder
+from prodsearch.training.embedder import load_trained_embedder, load_trained_model
 from prodsearch.training.main import train, train_from_cli
 
 FAST = dict(
@@ -113,7 +114,20 @@ def test_tower_paths_train_and_reload(tmp_path, products, bert_dir, freeze):
     res = train(None, out, cfg, products=products[:24], factory=TinyFactory(bert_dir), progress=False)
     assert "train_matching" in res.history[0] and np.isfinite(res.history[0]["train_loss"])
     emb = load_trained_embedder(out, factory=TinyFactory(bert_dir))
-    assert type(emb.text).__name__ == "TowerTextEncoder"
+    # queries run the tuned SentenceTransformer modules through the search-time encoder (onnx where
+    # it can); they equal the train-time tower + head on the same texts
+    assert type(emb.text).__name__ == "HeadedEncoder"
+    assert type(emb.text.base).__name__ == "SentenceTransformerEncoder"
+    texts = ["red shirt", "green shoes for the beach", "bag"]
+    model, _, _ = load_trained_model(out, factory=TinyFactory(bert_dir))
+    with torch.no_grad():
+        train_time = model.encode_text(texts=texts).numpy()
+    assert np.abs(emb.encode_text(texts) - train_time).max() < 1e-4
+    # the tuned weights are what runs: the search-time encoder's weights fingerprint is not the base model's
+    from prodsearch.encoders.text import SentenceTransformerEncoder
+
+    fresh = SentenceTransformerEncoder(TinyFactory(bert_dir).text_tower(None).st)
+    assert emb.text.base.spec()["weights"] != fresh.spec()["weights"]
     assert type(emb.image).__name__ == ("TowerImageEncoder" if freeze == "top" else "HeadedEncoder")
     assert emb.encode_images([products[0].image_path]).shape == (1, 8)
     assert emb.encode_text(["red shirt"]).shape == (1, 8)

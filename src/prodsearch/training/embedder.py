@@ -20,7 +20,7 @@ from prodsearch.errors import EncoderError
 from prodsearch.training.checkpoint import file_hash, load_checkpoint
 from prodsearch.training.config import from_dict
 from prodsearch.training.main import build_model, live_sides
-from prodsearch.training.model import ImageTower, JointModel, TextTower
+from prodsearch.training.model import ImageTower, JointModel
 from prodsearch.training.towers import TowerFactory
 
 
@@ -84,22 +84,6 @@ class HeadedEncoder(_TrainedEncoder):
         else:
             feats = self.base.encode(list(paths), batch_size=batch_size, progress=progress)
         return self._project(feats)
-
-
-class TowerTextEncoder(_TrainedEncoder):
-    """Fine-tuned text tower + head: ``texts -> (N, embed_dim)``."""
-
-    def __init__(self, tower: TextTower, model: JointModel, run_id: str, base_spec: dict[str, Any]):
-        super().__init__("text", model, run_id, base_spec)
-        self.tower = tower
-
-    @torch.no_grad()
-    def encode(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
-        out = [
-            self.model.encode_text(texts=[str(s) for s in items[s : s + batch_size]])
-            for s in range(0, len(items), batch_size)
-        ]
-        return torch.cat(out).numpy().astype(np.float32) if out else np.zeros((0, self.dim), np.float32)
 
 
 class TowerImageEncoder(_TrainedEncoder):
@@ -183,11 +167,10 @@ def load_trained_embedder(
     factory = factory or TowerFactory()
     model, cfg, preprocess = load_trained_model(run_dir, factory, which)
     run_id = file_hash(checkpoint_path(run_dir, which))
-    base = {"tower": cfg.text_tower, "freeze": cfg.freeze}
     if model.text_tower is None:
         text: Encoder = HeadedEncoder(factory.text_encoder(cfg), model, run_id)
     else:
-        text = TowerTextEncoder(model.text_tower, model, run_id, base)
+        text = HeadedEncoder(factory.tuned_text_encoder(model.text_tower), model, run_id)
     tuned = factory.tuned_image_encoder(model.image_tower, cfg) if model.image_tower is not None else None
     if model.image_tower is None:
         image: Encoder = HeadedEncoder(factory.image_encoder(cfg), model, run_id)
@@ -240,6 +223,5 @@ __all__ = [
     "load_trained_embedder",
     "load_trained_model",
     "HeadedEncoder",
-    "TowerTextEncoder",
     "TowerImageEncoder",
 ]

@@ -29,7 +29,7 @@ def apply_lora(tower: TextTower, r: int = 8, alpha: float = 16.0, dropout: float
     config = peft.LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=lora_targets(tower.model)
     )
-    tower.model = peft.get_peft_model(tower.model, config)
+    tower.set_model(peft.get_peft_model(tower.model, config))
     for n, p in tower.model.named_parameters():
         p.requires_grad_("lora_" in n)
     return tower

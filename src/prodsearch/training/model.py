@@ -71,42 +71,68 @@ def _lock(module: nn.Module, unlocked_groups: int) -> list[list[nn.Parameter]]:
 
 
 class TextTower(nn.Module):
-    """A HF transformer + tokenizer, mean pooling, L2 norm (the all-MiniLM-L6-v2 pipeline). ``texts -> (N, dim)``."""
+    """A ``SentenceTransformer``'s own modules (Transformer -> Pooling [-> Normalize]) as a trainable tower.
 
-    def __init__(self, model: nn.Module, tokenizer: Any, max_length: int = 128):
+    ``texts -> (N, dim)`` unit vectors: tokenisation, truncation and pooling are the model's own, so
+    the tower computes exactly what the search-time :class:`~prodsearch.encoders.text.SentenceTransformerEncoder`
+    computes on the same (tuned) modules. ``model`` is the transformer inside (what :meth:`lock`
+    and LoRA act on).
+    """
+
+    def __init__(self, st: nn.Module):
         super().__init__()
-        self.model = model
-        self.tokenizer = tokenizer
-        self.max_length = max_length
-        self.dim = int(model.config.hidden_size)
+        self.st = st
+        get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        self.dim = int(get_dim())
+        # checkpoints written before the tower was the SentenceTransformer held the transformer as `model`
+        self._register_load_state_dict_pre_hook(self._old_keys)
 
     @classmethod
     def from_path(cls, path: str) -> TextTower:
-        from transformers import AutoModel, AutoTokenizer
+        """A sentence-transformers folder (its modules.json), or a plain HF transformer folder (mean pooling)."""
+        from prodsearch.encoders.text import load_sentence_transformer
 
-        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path))
+        return cls(load_sentence_transformer(path).train())
+
+    @property
+    def model(self) -> nn.Module:
+        return self.st[0].auto_model
+
+    def set_model(self, module: nn.Module) -> None:
+        """Replace the transformer inside the pipeline (LoRA wraps it; merging unwraps it). A plain
+        ``tower.model = m`` would register a second module (``nn.Module.__setattr__``), not replace it."""
+        self.st[0].auto_model = module
 
     def tokenize(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:
-        return dict(
-            self.tokenizer(
-                list(texts), padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
-            )
-        )
+        prep = getattr(self.st, "preprocess", None) or self.st.tokenize  # sentence-transformers < 6: tokenize
+        return dict(prep(list(texts)))
 
     def forward(self, texts: Sequence[str]) -> torch.Tensor:
-        device = next(self.model.parameters()).device
-        batch = {k: v.to(device) for k, v in self.tokenize(texts).items()}
-        hidden = self.model(**batch).last_hidden_state  # (N, T, H)
-        mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
-        pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
-        return F.normalize(pooled.float(), dim=-1)
+        device = next(self.st.parameters()).device
+        batch = {k: v.to(device) if torch.is_tensor(v) else v for k, v in self.tokenize(texts).items()}
+        return F.normalize(self.st(batch)["sentence_embedding"].float(), dim=-1)
+
+    def _old_keys(self, state_dict: dict, prefix: str, *args: Any) -> None:
+        inner = next(n for n, m in self.st.named_modules() if m is self.model)  # "0.model" or "0.auto_model"
+        old = prefix + "model."
+        for k in [k for k in state_dict if k.startswith(old)]:
+            state_dict[f"{prefix}st.{inner}.{k[len(old):]}"] = state_dict.pop(k)
 
     def groups(self) -> list[list[nn.Parameter]]:
-        return layer_groups(self.model)
+        """Layer groups of the transformer without its pooler head, which the sentence embedding never
+        uses (BERT's ``pooler``): the top group is the last layer that shapes the features."""
+        unused = {id(p) for n, m in self.model.named_modules() if n.split(".")[-1] == "pooler" for p in m.parameters()}
+        groups = [[p for p in g if id(p) not in unused] for g in layer_groups(self.model)]
+        return [g for g in groups if g]
 
     def lock(self, unlocked_groups: int = 0, freeze_norm_stats: bool = False) -> None:
         """Freeze the tower, then unfreeze its top ``unlocked_groups`` layer groups (LayerNorm has no statistics)."""
-        _lock(self.model, unlocked_groups)
+        for p in self.st.parameters():
+            p.requires_grad_(False)
+        if unlocked_groups > 0:
+            for g in self.groups()[-unlocked_groups:]:
+                for p in g:
+                    p.requires_grad_(True)
 
 
 def colour_histogram_torch(pixels: torch.Tensor, bins: int, white: int = 235) -> torch.Tensor:

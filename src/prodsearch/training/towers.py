@@ -68,6 +68,17 @@ class TowerFactory:
         dim = int(getattr(backbone, "dim", getattr(backbone, "out_dim", 1280)))
         return ImageTower(backbone, dim), pre, size
 
+    def tuned_text_encoder(self, tower: TextTower) -> Encoder:
+        """The encoder of a fine-tuned text tower's features (what its head projects): the frozen
+        path's encoder on the tower's own tuned SentenceTransformer modules, so queries get
+        onnxruntime and the features training saw (its spec carries the tuned weights' fingerprint).
+        LoRA adapters are merged into the transformer first (inference only)."""
+        from prodsearch.encoders.text import SentenceTransformerEncoder
+
+        if hasattr(tower.model, "merge_and_unload"):
+            tower.set_model(tower.model.merge_and_unload())
+        return SentenceTransformerEncoder(tower.st.eval())
+
     def tuned_image_encoder(self, tower: ImageTower, cfg: TrainConfig) -> Encoder | None:
         """The encoder of a fine-tuned EfficientNet tower's features (what its head projects):
         the frozen path's encoder on the tuned backbone, so search-time encoding gets onnxruntime,
