@@ -87,6 +87,25 @@ RECIPES = {
         "warmup_fraction": 0.0,
         "epochs": 3,
     },
+    # LiT (locked image tower on its cached features, the text tower's top 2 layers trained), from
+    # scratch and as LP-FT on the default recipe's heads
+    "lit2": {
+        "freeze": "top",
+        "image_unlocked_groups": 0,
+        "text_unlocked_groups": 2,
+        "tower_lr": 2e-5,
+        "epochs": 5,
+    },
+    "lit2-lpft": {
+        "init_from": "default",
+        "freeze": "top",
+        "image_unlocked_groups": 0,
+        "text_unlocked_groups": 2,
+        "lr": 1e-4,
+        "tower_lr": 2e-5,
+        "warmup_fraction": 0.0,
+        "epochs": 3,
+    },
 }
 
 

@@ -42,7 +42,9 @@ def test_text_tower_lock_counts(bert_dir):
     tower(["red shirt", "blue denim shoes"]).sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in tower.parameters() if p.requires_grad)
     tower.lock(2)
-    assert count_trainable(tower) == _n(bert.encoder.layer[1].parameters()) + _n(bert.encoder.layer[0].parameters())
+    assert count_trainable(tower) == _n(bert.encoder.layer[1].parameters()) + _n(
+        bert.encoder.layer[0].parameters()
+    )
     tower.lock(0)
     assert count_trainable(tower) == 0
     out = tower(["red shirt", "blue denim shoes"])

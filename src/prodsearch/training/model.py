@@ -116,12 +116,17 @@ class TextTower(nn.Module):
         inner = next(n for n, m in self.st.named_modules() if m is self.model)  # "0.model" or "0.auto_model"
         old = prefix + "model."
         for k in [k for k in state_dict if k.startswith(old)]:
-            state_dict[f"{prefix}st.{inner}.{k[len(old):]}"] = state_dict.pop(k)
+            state_dict[f"{prefix}st.{inner}.{k[len(old) :]}"] = state_dict.pop(k)
 
     def groups(self) -> list[list[nn.Parameter]]:
         """Layer groups of the transformer without its pooler head, which the sentence embedding never
         uses (BERT's ``pooler``): the top group is the last layer that shapes the features."""
-        unused = {id(p) for n, m in self.model.named_modules() if n.split(".")[-1] == "pooler" for p in m.parameters()}
+        unused = {
+            id(p)
+            for n, m in self.model.named_modules()
+            if n.split(".")[-1] == "pooler"
+            for p in m.parameters()
+        }
         groups = [[p for p in g if id(p) not in unused] for g in layer_groups(self.model)]
         return [g for g in groups if g]
 
