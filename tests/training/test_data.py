@@ -29,6 +29,15 @@ def test_too_few_pairs_is_one_clear_error():
         build_pairs(prods, min_pairs=8)
 
 
+def test_a_catalog_without_photos_or_titles_says_which_column_is_missing():
+    text_only = [Product(id=str(i), title=f"shirt {i}") for i in range(20)]
+    with pytest.raises(CatalogError, match="none of the 20 products has a photo.*image column"):
+        build_pairs(text_only)
+    untitled = [_p(i, " ", f"h{i}") for i in range(20)]
+    with pytest.raises(CatalogError, match="none of the 20 products has a title"):
+        build_pairs(untitled)
+
+
 def test_split_has_no_title_or_photo_leakage():
     rng = random.Random(0)
     prods = []

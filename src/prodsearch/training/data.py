@@ -117,6 +117,17 @@ def build_pairs(
     Raises :class:`CatalogError` when fewer than ``min_pairs`` usable pairs remain.
     """
     usable = [p for p in products if p.title and p.title.strip() and p.image_path]
+    if products and not any(p.image_path for p in products):
+        raise CatalogError(
+            f"none of the {len(products)} products has a photo: training pairs titles with photos, so "
+            'the catalog needs an image column (name it in the mapping: image = "<column>"), and its '
+            "files must be found (image_root in the mapping when they live elsewhere than the catalog file)"
+        )
+    if not any(p.title and p.title.strip() for p in products) and products:
+        raise CatalogError(
+            f"none of the {len(products)} products has a title: name the title column (or the columns "
+            "composing it) in the mapping"
+        )
     if len(usable) < min_pairs:
         raise CatalogError(
             f"catalog has {len(usable)} valid (title, image) pairs out of {len(products)} products; "
