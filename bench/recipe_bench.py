@@ -87,6 +87,9 @@ RECIPES = {
         "warmup_fraction": 0.0,
         "epochs": 3,
     },
+    # the attribute term classified by the embedded value names (UniCL's image-label contrast)
+    "attr-text": {"attribute_classifier": "text"},
+    "attr-text1": {"attribute_classifier": "text", "attribute_weight": 1.0},
     # LiT (locked image tower on its cached features, the text tower's top 2 layers trained), from
     # scratch and as LP-FT on the default recipe's heads
     "lit2": {

@@ -44,6 +44,27 @@ def test_attribute_ce_matches_hand_computed_value():
     assert ce(text, image, labels).item() == pytest.approx(expect, rel=1e-6)
 
 
+def test_attribute_ce_by_value_text_matches_hand_computed_value():
+    """UniCL-style: the classifier rows are the embedded value names, logits scaled by the model's scale."""
+    ce = AttributeCE(2, {"colour": ["red", "blue", "green"]}, by_text=True)
+    assert len(list(ce.parameters())) == 0  # nothing of its own to learn: the text side is the classifier
+    names = {"colour": torch.tensor([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]])}
+    text = torch.tensor([[1.0, 0.0]])
+    image = torch.tensor([[0.0, 1.0]])
+    labels = {"colour": torch.tensor([2])}  # green
+    k = 5.0
+    # text logits k*(1, 0, .6), image logits k*(0, 1, .8); CE at class 2 = logsumexp - logit_2
+    ct = math.log(math.exp(k) + 1 + math.exp(0.6 * k)) - 0.6 * k
+    ci = math.log(1 + math.exp(k) + math.exp(0.8 * k)) - 0.8 * k
+    assert ce(text, image, labels, names, torch.tensor(k)).item() == pytest.approx((ct + ci) / 2, rel=1e-6)
+    # gradients reach the class embeddings (the text side that produced them)
+    w = names["colour"].clone().requires_grad_(True)
+    ce(text, image, labels, {"colour": w}, k).backward()
+    assert w.grad is not None and w.grad[2].abs().sum() > 0
+    with pytest.raises(ValueError, match="class_embeddings"):
+        ce(text, image, labels)
+
+
 def test_attribute_ce_skips_columns_without_known_labels():
     ce = AttributeCE(2, {"a": ["x", "y"], "b": ["u", "v"]})
     t = torch.randn(3, 2)

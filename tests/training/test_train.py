@@ -156,6 +156,23 @@ def test_attribute_term_trains_and_reports_the_whole_catalog_gallery(tmp_path, p
     assert rows[0]["val_gallery"] == len(products) and res.test_metrics["test_gallery"] == len(products)
 
 
+@pytest.mark.parametrize("freeze", ["heads", "top"])
+def test_attribute_term_classified_by_the_value_names_text(tmp_path, products, bert_dir, freeze):
+    """attribute_classifier=text: the value names go through the text side (cached features and
+    head, or the live tower) and classify both embeddings; it trains on either side."""
+    cfg = TrainConfig(
+        **{**FAST, "epochs": 1},
+        attribute_min_count=2,
+        attribute_classifier="text",
+        freeze=freeze,
+        text_unlocked_groups=1,
+        image_unlocked_groups=0,
+    )
+    train(None, tmp_path / "run", cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    rows = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert np.isfinite(rows[0]["train_attribute"]) and rows[0]["train_attribute"] > 0
+
+
 def test_attribute_term_is_skipped_with_its_reason_when_attributes_are_unique(
     tmp_path, products, bert_dir, caplog
 ):

@@ -112,6 +112,13 @@ class TrainConfig:
         "matching (pair-matching head BCE); see training/losses.py",
     )
     attribute_weight: float = _f(0.5, "weight of the attribute cross-entropy term", min=0.0)
+    attribute_classifier: str = _f(
+        "linear",
+        "classifier of the attribute term: linear (a learned classifier per column) or text (the "
+        "embedded text of each value name, UniCL's image-label contrast: the photo of a navy shirt "
+        "must be nearer 'Navy Blue' than any other value's name)",
+        choices=("linear", "text"),
+    )
     attribute_max_classes: int = _f(
         50, "attribute columns with more distinct values than this are not classified", min=2
     )

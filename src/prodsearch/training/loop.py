@@ -83,6 +83,8 @@ class TrainData:
     activations: TowerActivations | None = None  # cached bottom of a partly unlocked image tower
     groups: list[int] | None = None  # per pair: its product type's code (batch_groups sampling), -1 unknown
     extra: Any = None  # shoppers' query -> product pairs (prodsearch.interactions.training.ExtraPairs)
+    # per attribute column, its value names' cached text features (attribute_classifier=text, frozen text side)
+    attribute_text_feats: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 def param_groups(model: JointModel, cfg: TrainConfig, extra: list[nn.Module] = ()) -> list[dict[str, Any]]:
@@ -158,7 +160,9 @@ class Trainer:
         self.matching = MatchingLoss(head) if head is not None else None
         attrs = data.attributes
         self.attribute = (
-            AttributeCE(model.embed_dim, attrs.classes).to(self.device)
+            AttributeCE(model.embed_dim, attrs.classes, by_text=cfg.attribute_classifier == "text").to(
+                self.device
+            )
             if "attribute" in terms and attrs is not None and attrs.classes and cfg.attribute_weight > 0
             else None
         )
@@ -285,7 +289,13 @@ class Trainer:
             parts = {"contrastive": loss.item()}
         if self.attribute is not None:
             rows = torch.as_tensor(idx)
-            a = self.attribute(t, im, {c: v[rows].to(self.device) for c, v in self._attr_labels.items()})
+            labels = {c: v[rows].to(self.device) for c, v in self._attr_labels.items()}
+            if self.attribute.by_text:
+                with self.autocast():
+                    names = self._class_embeddings()
+                a = self.attribute(t, im, labels, names, self.model.scale())
+            else:
+                a = self.attribute(t, im, labels)
             parts["attribute"] = a.item()
             loss = loss + self.cfg.attribute_weight * a
         if self.matching is not None:
@@ -293,6 +303,18 @@ class Trainer:
             parts["matching"] = m.item()
             loss = loss + (self.cfg.matching_weight or 1.0) * m
         return loss, parts
+
+    def _class_embeddings(self) -> dict[str, torch.Tensor]:
+        """Every attribute value's name through the text side (cached features and head, or the live
+        tower): the classifier rows of ``AttributeCE(by_text=True)``."""
+        feats = self.data.attribute_text_feats
+        out = {}
+        for col, names in self.attribute.classes.items():
+            if self.model.text_tower is None:
+                out[col] = self.model.encode_text(feats=feats[col].to(self.device)).float()
+            else:
+                out[col] = self.model.encode_text(texts=names).float()
+        return out
 
     # ---------------------------------------------------------------- epoch
     def train_epoch(self, epoch: int) -> dict[str, float]:

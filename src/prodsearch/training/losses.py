@@ -177,32 +177,53 @@ class SigLIPLoss(nn.Module):
 
 
 class AttributeCE(nn.Module):
-    """One linear classifier per categorical attribute column, shared by both towers' embeddings.
+    """One classifier per categorical attribute column, shared by both towers' embeddings.
 
     ``classes``: ``{column: [class names]}``. ``forward(text, image, labels)`` with ``labels``
     ``{column: (B,) long}`` (``-1`` = unknown / rare value, ignored) returns the mean over columns
     of ``(CE(text) + CE(image)) / 2``; columns with no known label in the batch are skipped.
     A shared classifier pulls a title and its photo towards the same class region, so the space is
     organised by the shop's own attributes (zero-shot colour and type improve with it).
+
+    ``by_text=False``: a learned linear classifier per column. ``by_text=True`` (UniCL's image-label
+    contrast): the classifier of a column is the embedded text of its value names, passed to
+    :meth:`forward` as ``class_embeddings`` ``{column: (C, D)}`` unit rows, with logits
+    ``scale * embedding @ class_embeddings.T``. The space then learns that the photo of a navy shirt
+    is nearer the text "Navy Blue" than any other colour's name, which is what a shopper's short
+    query and the zero-shot protocol ask of it; gradients reach the text head (and tower) too.
     """
 
-    def __init__(self, dim: int, classes: Mapping[str, Sequence[str]]):
+    def __init__(self, dim: int, classes: Mapping[str, Sequence[str]], by_text: bool = False):
         super().__init__()
         self.classes = {c: list(v) for c, v in classes.items()}
         self.columns = list(self.classes)
-        self.heads = nn.ModuleList(nn.Linear(dim, len(v)) for v in self.classes.values())
+        self.by_text = by_text
+        self.heads = nn.ModuleList([] if by_text else [nn.Linear(dim, len(v)) for v in self.classes.values()])
         # embeddings are unit norm: a fixed scale lets the logits reach confident values (NormFace)
         self.scale = math.sqrt(dim)
 
     def forward(
-        self, text: torch.Tensor, image: torch.Tensor, labels: Mapping[str, torch.Tensor]
+        self,
+        text: torch.Tensor,
+        image: torch.Tensor,
+        labels: Mapping[str, torch.Tensor],
+        class_embeddings: Mapping[str, torch.Tensor] | None = None,
+        logit_scale: torch.Tensor | float | None = None,
     ) -> torch.Tensor:
+        if self.by_text and class_embeddings is None:
+            raise ValueError("AttributeCE(by_text=True) needs the class_embeddings of the value names")
         terms = []
-        for col, head in zip(self.columns, self.heads, strict=True):
+        for i, col in enumerate(self.columns):
             y = labels[col]
             if not bool((y >= 0).any()):
                 continue
-            lt, li = head(self.scale * text), head(self.scale * image)
+            if self.by_text:
+                w = class_embeddings[col]  # (C, D), unit rows
+                scale = self.scale if logit_scale is None else logit_scale
+                lt, li = scale * text @ w.T, scale * image @ w.T
+            else:
+                head = self.heads[i]
+                lt, li = head(self.scale * text), head(self.scale * image)
             terms.append(
                 (F.cross_entropy(lt, y, ignore_index=-1) + F.cross_entropy(li, y, ignore_index=-1)) / 2
             )

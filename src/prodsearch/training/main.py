@@ -235,6 +235,13 @@ def prepare_data(
         )
         data.text_offsets = offsets
         text_dim = data.text_feats.shape[1]
+        if cfg.attribute_classifier == "text" and data.attributes.classes:
+            names = [(c, v) for c, values in data.attributes.classes.items() for v in values]
+            feats = torch.from_numpy(
+                encode_cached(enc, [v for _, v in names], batch_size=cfg.feature_batch_size)
+            )
+            for c in data.attributes.classes:
+                data.attribute_text_feats[c] = feats[[i for i, (col, _) in enumerate(names) if col == c]]
     if not live_image:
         enc = factory.image_encoder(cfg)
         feats = encode_cached(
