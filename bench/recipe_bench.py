@@ -87,8 +87,10 @@ RECIPES = {
         "warmup_fraction": 0.0,
         "epochs": 3,
     },
-    # the attribute term classified by the embedded value names (UniCL's image-label contrast)
+    # the attribute term classified by the embedded value names (UniCL's image-label contrast; the
+    # default since it measured better), and by a learned linear classifier per column (before)
     "attr-text": {"attribute_classifier": "text"},
+    "attr-linear": {"attribute_classifier": "linear"},
     "attr-text1": {"attribute_classifier": "text", "attribute_weight": 1.0},
     # LiT (locked image tower on its cached features, the text tower's top 2 layers trained), from
     # scratch and as LP-FT on the default recipe's heads

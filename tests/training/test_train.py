@@ -101,6 +101,31 @@ def test_resume_continues_from_saved_step(tmp_path, products, bert_dir, monkeypa
     assert [r["epoch"] for r in rows] == [1, 2] and rows[1]["step"] == r2.step
 
 
+def test_resume_of_a_run_stored_before_the_attribute_classifier_option(
+    tmp_path, products, bert_dir, monkeypatch
+):
+    """Such a run trained linear attribute classifiers: resuming keeps them, whatever today's default."""
+    out = tmp_path / "run"
+    cfg = TrainConfig(**{**FAST, "epochs": 1}, attribute_min_count=2, attribute_classifier="linear")
+    train(None, out, cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    stored = json.loads((out / "config.json").read_text())
+    del stored["attribute_classifier"]
+    (out / "config.json").write_text(json.dumps(stored))
+    monkeypatch.setattr("prodsearch.training.main.TowerFactory", lambda: TinyFactory(bert_dir))
+    monkeypatch.setattr(
+        "prodsearch.training.main._read_products", lambda catalog, cfg, progress=False: products
+    )
+    r2 = train_from_cli("cat.csv", out, overrides={"epochs": 2}, resume=True, progress=False)
+    assert r2.epochs_run == 2
+    from prodsearch.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "last.pt")
+    assert (
+        state["config"]["attribute_classifier"] == "linear"
+        and "heads.0.weight" in state["losses"]["attribute"]
+    )
+
+
 def test_early_stopping_stops(tmp_path, products, bert_dir):
     cfg = TrainConfig(**{**FAST, "epochs": 10, "lr": 0.0, "patience": 2})  # lr 0: the metric never improves
     res = train(None, tmp_path / "run", cfg, products=products, factory=TinyFactory(bert_dir), progress=False)

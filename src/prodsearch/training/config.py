@@ -113,7 +113,7 @@ class TrainConfig:
     )
     attribute_weight: float = _f(0.5, "weight of the attribute cross-entropy term", min=0.0)
     attribute_classifier: str = _f(
-        "linear",
+        "text",
         "classifier of the attribute term: linear (a learned classifier per column) or text (the "
         "embedded text of each value name, UniCL's image-label contrast: the photo of a navy shirt "
         "must be nearer 'Navy Blue' than any other value's name)",

@@ -114,6 +114,9 @@ def build_model(
     return model, preprocess
 
 
+#: Config fields added since runs were first stored, with the behaviour runs without them trained with.
+STORED_BEFORE = {"attribute_classifier": "linear"}
+
 #: Native input sizes of the image towers that can pick a size (the EfficientNet-Lite family).
 TOWER_SIZES = {f"efficientnet-{k}": v.native_size for k, v in VARIANTS.items()}
 
@@ -157,7 +160,11 @@ def _prepare_run_dir(
             raise ConfigError(
                 f"--resume: {str(out)!r} holds no training run to resume (no config.json / last.pt)"
             )
-        stored = from_dict(json.loads((out / "config.json").read_text()))
+        raw = json.loads((out / "config.json").read_text())
+        # runs stored before a field existed trained with its old behaviour, not today's default
+        for k, v in STORED_BEFORE.items():
+            raw.setdefault(k, v)
+        stored = from_dict(raw)
         changed = sorted(
             k
             for k, v in overrides.items()
