@@ -24,8 +24,9 @@ def server(tmp_path: Path):
 
 def options(tmp_path: Path, **kw) -> FetchOptions:
     base = dict(
-        connect_timeout=0.5,
-        read_timeout=1.0,
+        # generous for a loaded CI machine: /slow.jpg drips a byte every 0.2 s and never finishes anyway
+        connect_timeout=2.0,
+        read_timeout=3.0,
         max_bytes=512 * 1024,
         retries=2,
         backoff=0.01,
