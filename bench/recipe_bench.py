@@ -62,6 +62,8 @@ RECIPES = {
     "px160": {"image_size": 160},
     "px192": {"image_size": 192},
     "px224": {"image_size": 224},
+    "px288": {"image_size": 288},
+    "px320": {"image_size": 320},
     # a stronger attribute term (colour, type... of the catalog's own columns)
     "attr1": {"attribute_weight": 1.0},
     # hard in-batch negatives: each batch of 256 drawn from 8 (or 4) product types

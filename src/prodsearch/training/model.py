@@ -82,8 +82,9 @@ class TextTower(nn.Module):
     def __init__(self, st: nn.Module):
         super().__init__()
         self.st = st
-        get_dim = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
-        self.dim = int(get_dim())
+        from prodsearch.encoders.text import embedding_dimension
+
+        self.dim = int(embedding_dimension(st))
         # checkpoints written before the tower was the SentenceTransformer held the transformer as `model`
         self._register_load_state_dict_pre_hook(self._old_keys)
 
