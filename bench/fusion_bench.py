@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args(argv)
 
-    from prodsearch.search.calibration import calibrate
+    from prodsearch.search.calibration import calibrate, comparison_table
     from prodsearch.search.engine import Engine
 
     t0 = time.perf_counter()
@@ -38,19 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if cal is None:
         print("too few products for calibration queries")
         return 1
-    cols: list[str] = []
-    for row in cal["comparison"].values():
-        cols += [k for k in row if k not in ("metric", "queries", "gallery", *cols)]
-    header = ["query kind", "metric", "queries", "gallery", *cols]
-
-    def cell(value) -> str:  # gain_ci: the 95% interval of the gain over the untuned fusion
-        return f"[{value[0]:+.3f}, {value[1]:+.3f}]" if isinstance(value, list) else f"{value:.3f}"
-
-    rows = [
-        [kind, row["metric"], str(row["queries"]), str(row["gallery"])]
-        + [cell(row[c]) if c in row else "-" for c in cols]
-        for kind, row in cal["comparison"].items()
-    ]
+    header, rows = comparison_table(cal["comparison"])
     weights = "; ".join(
         f"{k}: " + ", ".join(f"{s}={w:g}" for s, w in sorted(ws.items())) for k, ws in cal["weights"].items()
     )

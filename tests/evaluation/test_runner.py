@@ -139,6 +139,40 @@ def test_report_files_hold_the_metrics(run, tmp_path, tiny_corpus):
     assert data["config"]["fields"]["type"] == "type"
 
 
+def test_report_shows_the_served_fusion_comparison(run, tmp_path, tiny_corpus):
+    """An index's calibration travels into the report: every kind's row, the gain's interval, and "-"
+    for a signal a kind lacks (text queries have no only_image)."""
+    res = run(protocols=["title2image"])
+    res["fusion"] = {
+        "weights": {"image": {"image": 1.0, "joint": 0.5}, "text": {"joint": 1.0, "text": 0.5}},
+        "comparison": {
+            "text": {
+                "metric": "ndcg@10",
+                "queries": 30,
+                "gallery": 120,
+                "untuned_rrf": 0.81,
+                "calibrated": 0.86,
+                "gain": 0.05,
+                "gain_ci": [0.02, 0.08],
+            },
+            "image": {
+                "metric": "mrr",
+                "queries": 25,
+                "gallery": 120,
+                "untuned_rrf": 0.48,
+                "calibrated": 0.6,
+                "only_image": 0.48,
+                "gain": 0.12,
+                "gain_ci": [0.08, 0.15],
+            },
+        },
+    }
+    md = write_report(res, tmp_path / "out", corpus=tiny_corpus)["markdown"].read_text()
+    assert "image: image=1, joint=0.5; text: joint=1, text=0.5" in md
+    assert "| text | ndcg@10 | 30 | 120 | 0.8100 | 0.8600 | 0.0500 | [+0.0200, +0.0800] | - |" in md
+    assert "| image | mrr | 25 | 120 | 0.4800 | 0.6000 | 0.1200 | [+0.0800, +0.1500] | 0.4800 |" in md
+
+
 def test_bad_input_errors_name_the_problem(run, tmp_path):
     with pytest.raises(ConfigError, match="'size'.*attribute columns"):
         run(slice_by="size")

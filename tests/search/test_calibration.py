@@ -9,6 +9,7 @@ import pytest
 from prodsearch.search.calibration import (
     Judged,
     best_weights,
+    comparison_table,
     fused_metric,
     restrict,
     score_weights,
@@ -65,6 +66,36 @@ def test_restrict_drops_candidates_only_other_signals_found():
     for v, c, full in zip(only.values, only.candidates, jd.values, strict=True):
         assert v.shape == (1, len(c)) and not np.isnan(v).all(0).any()
         assert len(c) == int((~np.isnan(full[0])).sum())
+
+
+def test_comparison_table_has_a_column_per_key_and_marks_what_a_kind_lacks():
+    comparison = {
+        "image": {
+            "metric": "mrr",
+            "queries": 50,
+            "gallery": 900,
+            "calibrated": 0.7,
+            "only_image": 0.5,
+            "gain": -0.12,
+            "gain_ci": [-0.2, -0.05],
+        },
+        "text": {"metric": "ndcg@10", "queries": 40, "gallery": 900, "calibrated": 0.66},
+    }
+    header, rows = comparison_table(comparison)
+    assert header == [
+        "query kind",
+        "metric",
+        "queries",
+        "gallery",
+        "calibrated",
+        "only_image",
+        "gain",
+        "gain_ci",
+    ]
+    assert rows == [
+        ["image", "mrr", "50", "900", "0.700", "0.500", "-0.120", "[-0.200, -0.050]"],
+        ["text", "ndcg@10", "40", "900", "0.660", "-", "-", "-"],
+    ]
 
 
 def test_verdict_warns_with_the_margin():

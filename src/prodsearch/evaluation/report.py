@@ -134,13 +134,10 @@ def markdown(result: dict) -> str:
             ),
             "",
         ]
-        for kind, row in fusion["comparison"].items():
-            cols = [k for k in row if k not in ("metric", "queries", "gallery")]
-            header = ["query kind", "metric", "queries", "gallery", *cols]
-            values = [kind, row["metric"], str(row["queries"]), str(row["gallery"])] + [
-                f"{row[c]:.4f}" for c in cols
-            ]
-            lines += [_md_table(header, [values]), ""]
+        from prodsearch.search.calibration import comparison_table
+
+        header, rows = comparison_table(fusion["comparison"], digits=4)
+        lines += [_md_table(header, rows), ""]
     st = slice_tables(result)
     if st:
         lines += [f"## Per-slice metrics by `{result['slices']['field']}`", ""]

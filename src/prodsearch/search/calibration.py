@@ -471,6 +471,30 @@ def compare(
     return out
 
 
+def comparison_table(
+    comparison: dict[str, dict[str, Any]], digits: int = 3
+) -> tuple[list[str], list[list[str]]]:
+    """``compare``'s rows as one table: ``(header, rows)``, a row per query kind. Columns a kind lacks
+    (``only_image`` for text queries, ``gain`` on an untuned index) read "-"; ``gain_ci`` reads
+    "[low, high]"."""
+    fixed = ("metric", "queries", "gallery")
+    cols: list[str] = []
+    for row in comparison.values():
+        cols += [k for k in row if k not in (*fixed, *cols)]
+
+    def cell(value: Any) -> str:
+        if isinstance(value, (list, tuple)):
+            return "[" + ", ".join(f"{v:+.{digits}f}" for v in value) + "]"
+        return f"{value:.{digits}f}"
+
+    rows = [
+        [kind, str(row["metric"]), str(row["queries"]), str(row["gallery"])]
+        + [cell(row[c]) if c in row else "-" for c in cols]
+        for kind, row in comparison.items()
+    ]
+    return ["query kind", *fixed, *cols], rows
+
+
 def format_comparison(cal: dict[str, Any]) -> str:
     """The calibration's weights and test-split comparison as a short table."""
     lines = []
@@ -524,4 +548,13 @@ def verdict(cal: dict[str, Any] | None, margin: float = 0.005) -> list[str]:
     return lines
 
 
-__all__ = ["calibrate", "compare", "verdict", "best_weights", "score_weights", "restrict", "fused_scores"]
+__all__ = [
+    "calibrate",
+    "compare",
+    "comparison_table",
+    "verdict",
+    "best_weights",
+    "score_weights",
+    "restrict",
+    "fused_scores",
+]
