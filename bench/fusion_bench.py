@@ -28,7 +28,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args(argv)
 
-    from prodsearch.search.calibration import calibrate, comparison_table
+    from prodsearch.evaluation.report import fusion_table
+    from prodsearch.search.calibration import calibrate
     from prodsearch.search.engine import Engine
 
     t0 = time.perf_counter()
@@ -38,10 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     if cal is None:
         print("too few products for calibration queries")
         return 1
-    header, rows = comparison_table(cal["comparison"])
-    weights = "; ".join(
-        f"{k}: " + ", ".join(f"{s}={w:g}" for s, w in sorted(ws.items())) for k, ws in cal["weights"].items()
-    )
+    weights, header, rows = fusion_table({"fusion": cal}, digits=3)
     body = (
         table(rows, header)
         + f"\n\nCalibrated weights: {weights}. Model run: {run or 'none (untuned index)'}."

@@ -167,10 +167,13 @@ def test_report_shows_the_served_fusion_comparison(run, tmp_path, tiny_corpus):
             },
         },
     }
-    md = write_report(res, tmp_path / "out", corpus=tiny_corpus)["markdown"].read_text()
+    paths = write_report(res, tmp_path / "out", corpus=tiny_corpus)
+    md, page = paths["markdown"].read_text(), paths["html"].read_text()
     assert "image: image=1, joint=0.5; text: joint=1, text=0.5" in md
     assert "| text | ndcg@10 | 30 | 120 | 0.8100 | 0.8600 | 0.0500 | [+0.0200, +0.0800] | - |" in md
     assert "| image | mrr | 25 | 120 | 0.4800 | 0.6000 | 0.1200 | [+0.0800, +0.1500] | 0.4800 |" in md
+    assert "image: image=1, joint=0.5; text: joint=1, text=0.5" in page
+    assert "<td>[+0.0800, +0.1500]</td>" in page and "<td>0.8600</td>" in page
 
 
 def test_bad_input_errors_name_the_problem(run, tmp_path):

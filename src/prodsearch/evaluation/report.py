@@ -72,6 +72,24 @@ def _md_table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join(lines)
 
 
+FUSION_TITLE = "Fusion: RRF vs weighted sum vs calibrated (the index's own test queries)"
+
+
+def fusion_table(result: dict, digits: int = 4) -> tuple[str, list[str], list[list[str]]] | None:
+    """The served index's calibration (``result["fusion"]``: ``weights`` and ``comparison``, as
+    ``search.calibration.calibrate`` gives them), when there is one: ``(weights line, header, rows)``."""
+    from prodsearch.search.calibration import comparison_table
+
+    fusion = result.get("fusion") or {}
+    if not fusion.get("comparison"):
+        return None
+    weights = "; ".join(
+        f"{kind}: " + ", ".join(f"{s}={w:g}" for s, w in sorted(ws.items()))
+        for kind, ws in (fusion.get("weights") or {}).items()
+    )
+    return (weights, *comparison_table(fusion["comparison"], digits=digits))
+
+
 def slice_tables(result: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
     """``{metric: (header, rows)}``: rows = systems, columns = slice values (largest first)."""
     sl = result.get("slices") or {}
@@ -122,21 +140,10 @@ def markdown(result: dict) -> str:
     for proto, (header, rows) in protocol_tables(result).items():
         n = result.get("queries", {}).get(proto)
         lines += [f"## {proto}" + (f" ({n} queries)" if n else ""), "", _md_table(header, rows), ""]
-    fusion = result.get("fusion") or {}
-    if fusion.get("comparison"):
-        lines += [
-            "## Fusion: RRF vs weighted sum vs calibrated (the index's own test queries)",
-            "",
-            "Calibrated weights per query kind: "
-            + "; ".join(
-                f"{kind}: " + ", ".join(f"{s}={w:g}" for s, w in sorted(ws.items()))
-                for kind, ws in (fusion.get("weights") or {}).items()
-            ),
-            "",
-        ]
-        from prodsearch.search.calibration import comparison_table
-
-        header, rows = comparison_table(fusion["comparison"], digits=4)
+    fusion = fusion_table(result)
+    if fusion:
+        weights, header, rows = fusion
+        lines += [f"## {FUSION_TITLE}", "", f"Calibrated weights per query kind: {weights}", ""]
         lines += [_md_table(header, rows), ""]
     st = slice_tables(result)
     if st:
@@ -293,6 +300,13 @@ def html_report(result: dict, corpus: Any = None) -> str:
             parts.append(
                 f'<img class="plot" src="data:image/png;base64,{plot_curves(curves[proto], proto)}">'
             )
+    fusion = fusion_table(result)
+    if fusion:
+        weights, header, rows = fusion
+        parts.append(
+            f"<h2>{html.escape(FUSION_TITLE)}</h2><p>Calibrated weights per query kind: {html.escape(weights)}</p>"
+        )
+        parts.append(_html_table(header, rows))
     st = slice_tables(result)
     if st:
         parts.append(f"<h2>Per-slice metrics by {html.escape(str(result['slices']['field']))}</h2>")
