@@ -41,6 +41,7 @@ def shopper_photos(limit: int | None) -> list[tuple[str, str]]:
 
 
 def measure(index: Path, photos: list[tuple[str, str]], mode: str) -> dict[str, float]:
+    from prodsearch.search.calibration import format_weights
     from prodsearch.search.engine import Engine
 
     hits1, hits5, rr, times = [], [], [], []
@@ -60,7 +61,7 @@ def measure(index: Path, photos: list[tuple[str, str]], mode: str) -> dict[str, 
         "mrr@10": float(np.mean(rr)),
         "p50 ms": pct(times)["p50"],
         "fusion": fusion,
-        "weights": ", ".join(f"{s}={w:g}" for s, w in sorted(weights.items()) if s in ("image", "joint")),
+        "weights": format_weights({s: w for s, w in weights.items() if s in ("image", "joint")}),
     }
 
 

@@ -10,6 +10,7 @@ from prodsearch.search.calibration import (
     Judged,
     best_weights,
     comparison_table,
+    format_comparison,
     fused_metric,
     restrict,
     score_weights,
@@ -95,6 +96,27 @@ def test_comparison_table_has_a_column_per_key_and_marks_what_a_kind_lacks():
     assert rows == [
         ["image", "mrr", "50", "900", "0.700", "0.500", "-0.120", "[-0.200, -0.050]"],
         ["text", "ndcg@10", "40", "900", "0.660", "-", "-", "-"],
+    ]
+
+
+def test_format_comparison_names_weights_metrics_and_the_gain():
+    cal = {
+        "weights": {"image": {"joint": 0.5, "image": 1.0}},
+        "comparison": {
+            "image": {
+                "metric": "mrr",
+                "queries": 50,
+                "gallery": 900,
+                "calibrated": 0.7,
+                "gain": 0.1,
+                "gain_ci": [0.05, 0.15],
+            },
+        },
+    }
+    assert format_comparison(cal).splitlines() == [
+        "fusion weights for image queries: image=1, joint=0.5",
+        "image queries, mrr on 50 test queries (gallery 900): calibrated 0.700",
+        "  trained vs untuned (image queries): +0.100 (95% interval +0.050 to +0.150)",
     ]
 
 

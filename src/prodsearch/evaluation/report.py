@@ -78,15 +78,12 @@ FUSION_TITLE = "Fusion: RRF vs weighted sum vs calibrated (the index's own test 
 def fusion_table(result: dict, digits: int = 4) -> tuple[str, list[str], list[list[str]]] | None:
     """The served index's calibration (``result["fusion"]``: ``weights`` and ``comparison``, as
     ``search.calibration.calibrate`` gives them), when there is one: ``(weights line, header, rows)``."""
-    from prodsearch.search.calibration import comparison_table
+    from prodsearch.search.calibration import comparison_table, format_weights
 
     fusion = result.get("fusion") or {}
     if not fusion.get("comparison"):
         return None
-    weights = "; ".join(
-        f"{kind}: " + ", ".join(f"{s}={w:g}" for s, w in sorted(ws.items()))
-        for kind, ws in (fusion.get("weights") or {}).items()
-    )
+    weights = "; ".join(f"{kind}: {format_weights(ws)}" for kind, ws in (fusion.get("weights") or {}).items())
     return (weights, *comparison_table(fusion["comparison"], digits=digits))
 
 

@@ -471,6 +471,11 @@ def compare(
     return out
 
 
+def format_weights(weights: dict[str, float]) -> str:
+    """One query kind's fusion weights as ``signal=weight, ...`` (signals sorted)."""
+    return ", ".join(f"{s}={w:g}" for s, w in sorted(weights.items()))
+
+
 def comparison_table(
     comparison: dict[str, dict[str, Any]], digits: int = 3
 ) -> tuple[list[str], list[list[str]]]:
@@ -499,9 +504,7 @@ def format_comparison(cal: dict[str, Any]) -> str:
     """The calibration's weights and test-split comparison as a short table."""
     lines = []
     for kind, w in cal.get("weights", {}).items():
-        lines.append(
-            f"fusion weights for {kind} queries: " + ", ".join(f"{s}={v:g}" for s, v in sorted(w.items()))
-        )
+        lines.append(f"fusion weights for {kind} queries: " + format_weights(w))
     for kind, row in (cal.get("comparison") or {}).items():
         cols = [k for k in row if k not in ("metric", "queries", "gallery", "gain", "gain_ci")]
         lines.append(
@@ -552,6 +555,7 @@ __all__ = [
     "calibrate",
     "compare",
     "comparison_table",
+    "format_weights",
     "verdict",
     "best_weights",
     "score_weights",
