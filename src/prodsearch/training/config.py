@@ -135,6 +135,13 @@ class TrainConfig:
     matching_weight: float = _f(
         0.0, "weight of the (text, image) matching-head BCE loss; 0 disables it", min=0.0
     )
+    neighbour_titles: bool = _f(
+        True,
+        "after training, add to each photo's embedding the titles of its nearest training photos "
+        "(frozen-feature cosine; Tip-Adapter's cache with titles as values), with k, temperature and "
+        "weight fitted on the validation split and kept only where it lifts validation MRR; needs a "
+        "locked image tower. See training/neighbours.py",
+    )
     # --- optimisation ---
     epochs: int = _f(20, "maximum number of epochs", min=1)
     batch_size: int = _f(256, "pairs per step (in-batch negatives)", min=2)

@@ -21,6 +21,7 @@ from prodsearch.training.checkpoint import file_hash, load_checkpoint
 from prodsearch.training.config import from_dict
 from prodsearch.training.main import build_model, live_sides
 from prodsearch.training.model import ImageTower, JointModel
+from prodsearch.training.neighbours import NeighbourTitles
 from prodsearch.training.towers import TowerFactory
 
 
@@ -143,6 +144,7 @@ def load_trained_model(
     text_dim = None if live_text else _in_dim(sd, "text_head")
     image_dim = None if live_image else _in_dim(sd, "image_head")
     model, preprocess = build_model(cfg, factory, text_dim, image_dim)
+    model.neighbours = NeighbourTitles.from_state_dict(sd)  # fitted after training, when it helped
     missing, unexpected = model.load_state_dict(sd, strict=False)
     if missing or unexpected:
         raise EncoderError(

@@ -373,6 +373,56 @@ class Trainer:
         bs = max(self.cfg.batch_size, 64)
         return torch.cat([self._image_side(list(range(s, min(n, s + bs)))) for s in range(0, n, bs)])
 
+    def _split_titles(self, idx: list[int]) -> torch.Tensor:
+        """The titles (text variant 0) of products ``idx`` in the joint space, ``(len(idx), D)``."""
+        bs = max(self.cfg.batch_size, 64)
+        return torch.cat(
+            [self._text_side(idx[s : s + bs], [0] * len(idx[s : s + bs])) for s in range(0, len(idx), bs)]
+        ).float()
+
+    def _title_queries(
+        self, split: str, titles: torch.Tensor, max_queries: int | None = None
+    ) -> tuple[torch.Tensor, list[int], list[int]]:
+        """The leaderboard protocol's queries of ``split``: its distinct titles (rows of ``titles``,
+        the split's :meth:`_split_titles`), their keys, and the key of every gallery product."""
+        from prodsearch.evaluation.protocols import distinct_title_queries
+
+        idx = self.data.split[split]
+        src, labels = distinct_title_queries(
+            self.data.pairs.titles, np.asarray(idx), max_queries=max_queries or self.cfg.val_max_queries
+        )
+        row_of = {i: r for r, i in enumerate(idx)}
+        q_rows = [row_of[int(i)] for i in src]
+        return titles[q_rows], labels[src].tolist(), labels.tolist()
+
+    @torch.no_grad()
+    def fit_neighbours(self) -> dict[str, Any]:
+        """Fit the neighbour-titles transfer (:mod:`prodsearch.training.neighbours`) on the
+        validation split and attach it to the model when it helps there. Returns what was tried."""
+        from prodsearch.evaluation.protocols import DEPTH
+        from prodsearch.training.neighbours import fit_neighbour_titles
+
+        d = self.data
+        self.model.eval()
+        self.model.neighbours = None
+        if self.model.image_tower is not None or d.image_feats is None:
+            return {"used": False, "why": "needs a locked image tower (photo features computed once)"}
+        if len(d.split["val"]) < 2 or len(d.split["train"]) < 2:
+            return {"used": False, "why": "no validation or training split"}
+        train = d.split["train"]
+        q, qk, dk = self._title_queries("val", self._split_titles(d.split["val"]))
+        module, report = fit_neighbour_titles(
+            d.image_feats[torch.as_tensor(train)],
+            self._split_titles(train).cpu(),
+            d.image_feats,
+            self._gallery().float().cpu(),
+            lambda gallery: retrieval_metrics(q.cpu(), gallery, qk, dk, max_rank=DEPTH),
+            len(qk),
+        )
+        if module is not None:
+            self.model.neighbours = module.to(self.device)
+        return report
+
     @torch.no_grad()
     def evaluate(self, split: str = "val", max_queries: int | None = None) -> dict[str, float]:
         """Text -> image retrieval, the leaderboard protocol of ``prodsearch evaluate``: queries = the
@@ -385,13 +435,9 @@ class Trainer:
             return {}
         self.model.eval()
         p = self.data.pairs
-        bs = max(self.cfg.batch_size, 64)
-        t = torch.cat(
-            [self._text_side(idx[s : s + bs], [0] * len(idx[s : s + bs])) for s in range(0, len(idx), bs)]
-        )
+        t = self._split_titles(idx)
         gallery = self._gallery().float()
         im = gallery[torch.as_tensor(idx)]
-        t = t.float()
         losses = []
         for s in range(0, len(idx), self.cfg.batch_size):
             sl = idx[s : s + self.cfg.batch_size]
@@ -408,17 +454,13 @@ class Trainer:
                     )
                 )
             )
-        from prodsearch.evaluation.protocols import DEPTH, distinct_title_queries
+        from prodsearch.evaluation.protocols import DEPTH
 
-        src, labels = distinct_title_queries(
-            p.titles, np.asarray(idx), max_queries=max_queries or self.cfg.val_max_queries
-        )
-        row_of = {i: r for r, i in enumerate(idx)}
-        q_rows = [row_of[int(i)] for i in src]
-        m = retrieval_metrics(t[q_rows], gallery, labels[src].tolist(), labels.tolist(), max_rank=DEPTH)
+        q, q_keys, doc_keys = self._title_queries(split, t, max_queries)
+        m = retrieval_metrics(q, gallery, q_keys, doc_keys, max_rank=DEPTH)
         out = {f"{split}_{k}": v for k, v in m.items()}
         out[f"{split}_gallery"] = len(gallery)
-        out[f"{split}_queries"] = len(q_rows)
+        out[f"{split}_queries"] = len(q_keys)
         if losses:
             out[f"{split}_loss"] = sum(losses) / len(losses)
         return out

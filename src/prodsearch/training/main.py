@@ -35,6 +35,7 @@ from prodsearch.training.loop import TrainData, Trainer, resolve_device
 from prodsearch.training.lora import apply_lora
 from prodsearch.training.losses import MatchingHead, parse_loss
 from prodsearch.training.model import JointModel
+from prodsearch.training.neighbours import PREFIX as NEIGHBOURS
 from prodsearch.training.towers import TowerFactory
 
 log = logging.getLogger(__name__)
@@ -56,6 +57,8 @@ class RunResult:
     step: int
     history: list[dict[str, Any]] = field(default_factory=list)
     test_metrics: dict[str, float] = field(default_factory=dict)
+    #: the neighbour-titles fit on the validation split (training/neighbours.py): used or why not
+    neighbour_titles: dict[str, Any] = field(default_factory=dict)
     pairs: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
 
@@ -295,8 +298,10 @@ def warm_start(model: JointModel, run_dir: str | Path) -> None:
     path = checkpoint_path(run_dir)
     if not path.is_file():
         raise ConfigError(f"--init-from {str(run_dir)!r}: no model.pt or best.pt in it")
+    # the neighbour-titles bank belongs to the run that fitted it; this run fits its own
+    state = {k: v for k, v in load_checkpoint(path)["model"].items() if not k.startswith(NEIGHBOURS)}
     try:
-        missing, unexpected = model.load_state_dict(load_checkpoint(path)["model"], strict=False)
+        missing, unexpected = model.load_state_dict(state, strict=False)
     except RuntimeError as err:  # shapes differ
         raise ConfigError(
             f"--init-from {str(run_dir)!r}: its weights do not fit this config ({err})"
@@ -308,6 +313,21 @@ def warm_start(model: JointModel, run_dir: str | Path) -> None:
             f"unexpected {list(unexpected)[:5]})"
         )
     log.info("warm start from %s", path)
+
+
+def _log_neighbours(report: dict[str, Any]) -> None:
+    if report.get("used"):
+        log.info(
+            "neighbour titles: k=%d tau=%.2f beta=%.1f lift validation MRR %.4f -> %.4f (%d titles)",
+            report["k"],
+            report["tau"],
+            report["beta"],
+            report["val_without"]["mrr"],
+            report["val_with"]["mrr"],
+            report["val_queries"],
+        )
+    else:
+        log.info("neighbour titles not used: %s", report.get("why"))
 
 
 def train(
@@ -384,15 +404,20 @@ def train(
         _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="running")
     history, stopped = trainer.fit()
     test: dict[str, float] = {}
+    neighbours: dict[str, Any] = {}
     if dist.is_main and (out / "best.pt").is_file():
         best = load_checkpoint(out / "best.pt")
+        trainer.model.load_state_dict(best["model"], strict=not trainer._towers_frozen())
         # the release checkpoint: weights + config only (no optimizer state), what search loads
-        save_checkpoint(
-            out / "model.pt",
-            {k: v for k, v in best.items() if k not in ("optimizer", "scheduler", "format", "version")},
-        )
+        release = {k: v for k, v in best.items() if k not in ("optimizer", "scheduler", "format", "version")}
+        if cfg.neighbour_titles:
+            neighbours = trainer.fit_neighbours()
+            _log_neighbours(neighbours)
+            if trainer.model.neighbours is not None:
+                state = trainer.model.neighbours.state_dict()
+                release["model"] = {**best["model"], **{NEIGHBOURS + k: v.cpu() for k, v in state.items()}}
+        save_checkpoint(out / "model.pt", release)
         if len(split["test"]) >= 2:
-            trainer.model.load_state_dict(best["model"], strict=not trainer._towers_frozen())
             test = trainer.evaluate("test")
     test = share_from_main(dist, test)
     result = RunResult(
@@ -404,6 +429,7 @@ def train(
         step=trainer.step,
         history=history,
         test_metrics=test,
+        neighbour_titles=neighbours,
         pairs={k: len(v) for k, v in split.items()},
         seconds=round(time.perf_counter() - t_start, 2),
     )

@@ -284,6 +284,9 @@ class JointModel(nn.Module):
         self.logit_scale = nn.Parameter(torch.tensor(math.log(1.0 / init_temperature)))
         self.max_log_scale = math.log(max_logit_scale)
         self.embed_dim = embed_dim
+        #: fitted after training (:mod:`prodsearch.training.neighbours`); None until then or when it
+        #: did not help on the validation split
+        self.neighbours: nn.Module | None = None
 
     def scale(self) -> torch.Tensor:
         """``exp(logit_scale)`` clamped to ``max_logit_scale`` (CLIP clamps at 100)."""
@@ -313,7 +316,10 @@ class JointModel(nn.Module):
             feats = self.image_tower(pixels)
         else:
             feats = F.normalize(feats.float(), dim=-1)
-        return F.normalize(self.image_head(feats).float(), dim=-1)
+        emb = F.normalize(self.image_head(feats).float(), dim=-1)
+        if self.neighbours is not None:  # the titles of the nearest training photos (neighbours.py)
+            emb = self.neighbours(feats, emb)
+        return emb
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
         """Only the parameters that are not tower weights (heads, temperature, matching head)."""
