@@ -140,11 +140,11 @@ def fit_neighbour_titles(
     score: Callable[[torch.Tensor], dict[str, float]],
     n_queries: int,
     *,
-    grid_k: Sequence[int] = GRID_K,
-    grid_tau: Sequence[float] = GRID_TAU,
-    grid_beta: Sequence[float] = GRID_BETA,
-    min_gain: float = MIN_GAIN,
-    min_queries: int = MIN_QUERIES,
+    grid_k: Sequence[int] | None = None,
+    grid_tau: Sequence[float] | None = None,
+    grid_beta: Sequence[float] | None = None,
+    min_gain: float | None = None,
+    min_queries: int | None = None,
 ) -> tuple[NeighbourTitles | None, dict[str, Any]]:
     """Fit ``k``, ``tau`` and ``beta`` on the validation split.
 
@@ -152,11 +152,19 @@ def fit_neighbour_titles(
     embeddings (the bank); ``gallery_feats``/``gallery_emb``: every catalog photo's features and head
     embedding (the evaluation gallery); ``score(gallery)`` -> validation ``{"mrr", "r10", ...}`` of
     text -> photo search against that gallery; ``n_queries``: how many validation titles it ranks.
-    Returns the module (None when the transfer does not help) and a report of what was tried."""
+    Returns the module (None when the transfer does not help) and a report of what was tried.
+    Omitted arguments take this module's constants (read at call time)."""
+    grid_k = GRID_K if grid_k is None else grid_k
+    grid_tau = GRID_TAU if grid_tau is None else grid_tau
+    grid_beta = GRID_BETA if grid_beta is None else grid_beta
+    min_gain = MIN_GAIN if min_gain is None else min_gain
+    min_queries = MIN_QUERIES if min_queries is None else min_queries
     report: dict[str, Any] = {"bank": len(keys), "val_queries": n_queries}
     if n_queries < min_queries or len(keys) < 2:
         report["used"] = False
-        report["why"] = f"{n_queries} validation titles, {len(keys)} training photos (needs {min_queries} and 2)"
+        report["why"] = (
+            f"{n_queries} validation titles, {len(keys)} training photos (needs {min_queries} and 2)"
+        )
         return None, report
     module = NeighbourTitles(keys, values, max(grid_k), grid_tau[0], 0.0)
     sims, rows = module.neighbours(gallery_feats, max(grid_k))

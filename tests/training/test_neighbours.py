@@ -1,0 +1,184 @@
+"""Neighbour titles (training/neighbours.py): the transfer against a brute-force reference, the
+validation fit's decision, and the fitted bank at search time (release checkpoint, embedder,
+one protocol with `evaluate`)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from helpers import TinyFactory, synthetic_products
+
+from prodsearch.training import neighbours as nb
+from prodsearch.training.checkpoint import load_checkpoint
+from prodsearch.training.config import TrainConfig
+from prodsearch.training.embedder import load_trained_embedder
+from prodsearch.training.main import train
+from prodsearch.training.retrieval import retrieval_metrics
+
+FAST = dict(
+    epochs=2,
+    batch_size=8,
+    embed_dim=8,
+    head_hidden=32,
+    lr=1e-2,
+    warmup_fraction=0.0,
+    patience=0,
+    val_fraction=0.2,
+    test_fraction=0.2,
+)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _reference(keys, values, feats, emb, k, tau, beta):
+    """Loops in float64 over the bank as stored (half precision)."""
+    bank = _unit(keys).astype(np.float16).astype(np.float64)
+    vals = values.astype(np.float16).astype(np.float64)
+    out = []
+    for f, e in zip(_unit(feats), emb, strict=True):
+        sims = sorted(((float(bank[j] @ f), j) for j in range(len(bank))), key=lambda t: -t[0])
+        top = [(s, j) for s, j in sims if s <= nb.SAME_PHOTO][:k]
+        w = np.exp(np.array([s for s, _ in top]) / tau)
+        w /= w.sum()
+        v = e + beta * sum(wi * vals[j] for wi, (_, j) in zip(w, top, strict=True))
+        out.append(v / np.linalg.norm(v))
+    return np.stack(out)
+
+
+def test_transfer_equals_a_brute_force_reference_and_skips_the_same_photo():
+    rng = np.random.default_rng(0)
+    keys, values = rng.normal(size=(40, 12)), _unit(rng.normal(size=(40, 6)))
+    feats = np.concatenate([keys[:3] * 2.0, rng.normal(size=(5, 12))])  # 3 photos that are in the bank
+    emb = _unit(rng.normal(size=(8, 6)))
+    module = nb.NeighbourTitles(torch.tensor(keys), torch.tensor(values), k=5, tau=0.05, beta=1.5)
+    got = module(torch.tensor(feats, dtype=torch.float32), torch.tensor(emb, dtype=torch.float32)).numpy()
+    want = _reference(keys, values, feats, emb, 5, 0.05, 1.5)
+    np.testing.assert_allclose(got, want, atol=2e-4)
+    _, rows = module.neighbours(torch.tensor(feats, dtype=torch.float32), 5)
+    assert all(i not in rows[i].tolist() for i in range(3))  # a bank photo is not its own neighbour
+    # beta 0 is the head alone
+    np.testing.assert_allclose(
+        module.mix(
+            torch.tensor(emb, dtype=torch.float32), *module.neighbours(torch.tensor(feats), 5), beta=0.0
+        ),
+        emb,
+        atol=1e-6,
+    )
+
+
+def _clusters(rng, related: bool):
+    """20 looks (feature clusters), each with its own title; the head's embeddings know little."""
+    n_c, dim = 20, 32
+    centres, titles = rng.normal(size=(n_c, dim)), _unit(rng.normal(size=(n_c, 16)))
+    bank_c = np.arange(200) % n_c
+    keys = centres[bank_c] + 0.3 * rng.normal(size=(200, dim))
+    values = titles[bank_c] if related else _unit(rng.normal(size=(200, 16)))
+    gal_c = np.arange(100) % n_c
+    gal_feats = centres[gal_c] + 0.3 * rng.normal(size=(100, dim))
+    gal_emb = _unit(0.3 * titles[gal_c] + _unit(rng.normal(size=(100, 16))))
+    q = torch.tensor(titles, dtype=torch.float32)
+
+    def score(gallery):
+        return retrieval_metrics(q, gallery.float(), list(range(n_c)), gal_c.tolist())
+
+    t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return t(keys), t(values), t(gal_feats), t(gal_emb), score
+
+
+def test_fit_keeps_the_transfer_where_look_alikes_share_titles():
+    keys, values, feats, emb, score = _clusters(np.random.default_rng(1), related=True)
+    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, score, 20, min_queries=10)
+    assert module is not None and report["used"]
+    assert report["val_with"]["mrr"] > report["val_without"]["mrr"] + 0.1
+    assert (module.k, module.tau, module.beta) == (report["k"], report["tau"], report["beta"])
+    assert len(report["tried"]) == len(nb.GRID_K) * len(nb.GRID_TAU) * len(nb.GRID_BETA)
+    assert score(module(feats, emb))["mrr"] == pytest.approx(report["val_with"]["mrr"], abs=1e-4)
+
+
+def test_fit_refuses_the_transfer_where_titles_do_not_follow_looks():
+    keys, values, feats, emb, score = _clusters(np.random.default_rng(2), related=False)
+    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, score, 20, min_queries=10)
+    assert module is None and not report["used"] and "below" in report["why"]
+    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, score, 20)  # MIN_QUERIES = 50
+    assert module is None and "20 validation titles" in report["why"]
+
+
+@pytest.fixture
+def products(tmp_path):
+    from prodsearch.catalog.images import file_sha256
+
+    out = synthetic_products(tmp_path / "photos")
+    for p in out:  # real content hashes (the fixture fakes one shared photo by its hash alone)
+        p.image_hash = file_sha256(p.image_path)
+    return out
+
+
+def test_the_fitted_bank_is_released_and_served_under_one_protocol(tmp_path, products, bert_dir, monkeypatch):
+    """Forced on (the synthetic catalog has too few titles to pass the real bar): the release
+    checkpoint carries the training split's bank, the search-time embedder applies it, and the run's
+    test report equals what `evaluate`'s title2image reports for the served vectors."""
+    from prodsearch.evaluation.corpus import Corpus
+    from prodsearch.evaluation.runner import _encode_corpus, evaluate
+
+    monkeypatch.setattr(nb, "MIN_QUERIES", 2)
+    monkeypatch.setattr(nb, "MIN_GAIN", -1.0)
+    out = tmp_path / "run"
+    res = train(
+        None, out, TrainConfig(**FAST), products=products, factory=TinyFactory(bert_dir), progress=False
+    )
+    split = json.loads((out / "split.json").read_text())
+    report = json.loads((out / "run.json").read_text())["result"]["neighbour_titles"]
+    assert report["used"] and res.neighbour_titles["used"]
+    release = load_checkpoint(out / "model.pt")["model"]
+    assert release["neighbours.keys"].shape[0] == len(split["train"])
+    assert "neighbours.keys" not in load_checkpoint(out / "best.pt")["model"]
+
+    emb = load_trained_embedder(out, factory=TinyFactory(bert_dir))
+    served = emb.encode_images([p.image_path for p in products])
+    model = emb.image.model
+    bank, model.neighbours = model.neighbours, None
+    head_only = emb.encode_images([p.image_path for p in products])
+    model.neighbours = bank
+    assert not np.allclose(served, head_only, atol=1e-3)  # the bank is applied at search time
+
+    test = np.asarray([i for i, p in enumerate(products) if p.id in set(split["test"])], dtype=np.int64)
+    result = evaluate(
+        Corpus(products, test=test), [_encode_corpus("run", emb, products, False)], protocols=["title2image"]
+    )
+    got = result["systems"]["image"]
+    assert got["title2image/recall@10"] == pytest.approx(res.test_metrics["test_r10"], abs=1e-6)
+    assert got["title2image/mrr"] == pytest.approx(res.test_metrics["test_mrr"], abs=1e-5)
+
+    # a warm start from this run fits its own bank rather than failing on the stored one
+    again = train(
+        None,
+        tmp_path / "again",
+        TrainConfig(**{**FAST, "epochs": 1}),
+        products=products,
+        factory=TinyFactory(bert_dir),
+        progress=False,
+        init_from=out,
+    )
+    assert again.neighbour_titles["used"]
+
+
+def test_off_means_no_bank(tmp_path, products, bert_dir, monkeypatch):
+    monkeypatch.setattr(nb, "MIN_QUERIES", 2)
+    monkeypatch.setattr(nb, "MIN_GAIN", -1.0)
+    out = tmp_path / "run"
+    res = train(
+        None,
+        out,
+        TrainConfig(**FAST, neighbour_titles=False),
+        products=products,
+        factory=TinyFactory(bert_dir),
+        progress=False,
+    )
+    assert res.neighbour_titles == {}
+    assert not any(k.startswith("neighbours.") for k in load_checkpoint(out / "model.pt")["model"])
+    assert load_trained_embedder(out, factory=TinyFactory(bert_dir)).image.model.neighbours is None
