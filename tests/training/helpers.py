@@ -120,3 +120,17 @@ def synthetic_products(root: Path, n: int = 48):
             )
         )
     return out
+
+
+#: A quick training config for the tiny towers (two epochs, 8-d space).
+FAST = dict(
+    epochs=2,
+    batch_size=8,
+    embed_dim=8,
+    head_hidden=32,
+    lr=1e-2,
+    warmup_fraction=0.0,
+    patience=0,
+    val_fraction=0.2,
+    test_fraction=0.2,
+)

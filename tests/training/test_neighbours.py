@@ -9,7 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TinyFactory, synthetic_products
+from helpers import FAST, TinyFactory, synthetic_products
 
 from prodsearch.training import neighbours as nb
 from prodsearch.training.checkpoint import load_checkpoint
@@ -17,18 +17,6 @@ from prodsearch.training.config import TrainConfig
 from prodsearch.training.embedder import load_trained_embedder
 from prodsearch.training.main import train
 from prodsearch.training.retrieval import retrieval_metrics
-
-FAST = dict(
-    epochs=2,
-    batch_size=8,
-    embed_dim=8,
-    head_hidden=32,
-    lr=1e-2,
-    warmup_fraction=0.0,
-    patience=0,
-    val_fraction=0.2,
-    test_fraction=0.2,
-)
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

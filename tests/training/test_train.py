@@ -5,24 +5,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from helpers import TinyFactory, synthetic_products
+from helpers import FAST, TinyFactory, synthetic_products
 
 from prodsearch.errors import ConfigError, EncoderError
 from prodsearch.training.config import TrainConfig
 from prodsearch.training.embedder import load_trained_embedder, load_trained_model
 from prodsearch.training.main import train, train_from_cli
-
-FAST = dict(
-    epochs=2,
-    batch_size=8,
-    embed_dim=8,
-    head_hidden=32,
-    lr=1e-2,
-    warmup_fraction=0.0,
-    patience=0,
-    val_fraction=0.2,
-    test_fraction=0.2,
-)
 
 
 @pytest.fixture
