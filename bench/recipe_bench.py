@@ -131,8 +131,8 @@ def derive_pooled_cache(products, image_size: int) -> None:
 
 
 def photo_vectors(emb, items, hashes=None):
-    """(untuned vectors, trained-space vectors) of photos: the index's untuned photo encoder (the
-    pooled part of the rich features, encoders/image.py PooledView) and the run's joint encoder
+    """(untuned vectors, trained-space vectors) of catalog photos: the index's untuned photo encoder
+    (the pooled part of the rich features, encoders/image.py PooledView) and the run's joint encoder
     (heads on the same cached features, or a fine-tuned tower's own features under its head)."""
     from prodsearch.encoders.base import l2_normalize
     from prodsearch.encoders.image import FEATURE_DIM
@@ -141,6 +141,14 @@ def photo_vectors(emb, items, hashes=None):
         return enc.encode_paths(items, hashes) if hashes is not None else enc.encode(items)
 
     return l2_normalize(run(emb.image)[:, :FEATURE_DIM]), run(emb.joint.image)
+
+
+def query_vectors(emb, photos):
+    """:func:`photo_vectors` of photos used as search queries (as the engine encodes them)."""
+    from prodsearch.encoders.base import l2_normalize
+    from prodsearch.encoders.image import FEATURE_DIM
+
+    return l2_normalize(emb.image.encode(photos)[:, :FEATURE_DIM]), emb.joint.encode_image_queries(photos)
 
 
 def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], queries=None, max_queries=500):
@@ -161,7 +169,7 @@ def image_systems(run: Path, products, test_ids: set[str], val_ids: set[str], qu
     photo_of = {p.id: p.image_hash for p in with_photo}
 
     def judged(pairs):
-        q_base, q_joint = photo_vectors(emb, [q for q, _ in pairs])
+        q_base, q_joint = query_vectors(emb, [q for q, _ in pairs])
         cands, vals, grades = [], [], []
         for i, (_, pid) in enumerate(pairs):
             s_img, s_joint = base @ q_base[i], joint @ q_joint[i]

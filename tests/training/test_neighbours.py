@@ -23,18 +23,17 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _reference(keys, values, feats, emb, k, tau, beta):
-    """Loops in float64 over the bank as stored (half precision)."""
+def _reference_titles(keys, values, feats, k, tau):
+    """Loops in float64 over the bank as stored (half precision): each photo's unit neighbour title."""
     bank = _unit(keys).astype(np.float16).astype(np.float64)
     vals = values.astype(np.float16).astype(np.float64)
     out = []
-    for f, e in zip(_unit(feats), emb, strict=True):
+    for f in _unit(feats):
         sims = sorted(((float(bank[j] @ f), j) for j in range(len(bank))), key=lambda t: -t[0])
         top = [(s, j) for s, j in sims if s <= nb.SAME_PHOTO][:k]
         w = np.exp(np.array([s for s, _ in top]) / tau)
         w /= w.sum()
-        v = e + beta * sum(wi * vals[j] for wi, (_, j) in zip(w, top, strict=True))
-        out.append(v / np.linalg.norm(v))
+        out.append(_unit(sum(wi * vals[j] for wi, (_, j) in zip(w, top, strict=True))))
     return np.stack(out)
 
 
@@ -44,17 +43,25 @@ def test_transfer_equals_a_brute_force_reference_and_skips_the_same_photo():
     feats = np.concatenate([keys[:3] * 2.0, rng.normal(size=(5, 12))])  # 3 photos that are in the bank
     emb = _unit(rng.normal(size=(8, 6)))
     module = nb.NeighbourTitles(torch.tensor(keys), torch.tensor(values), k=5, tau=0.05, beta=1.5)
-    got = module(torch.tensor(feats, dtype=torch.float32), torch.tensor(emb, dtype=torch.float32)).numpy()
-    want = _reference(keys, values, feats, emb, 5, 0.05, 1.5)
-    np.testing.assert_allclose(got, want, atol=2e-4)
+    photos = module(torch.tensor(feats, dtype=torch.float32), torch.tensor(emb, dtype=torch.float32)).numpy()
+    titles = _reference_titles(keys, values, feats, 5, 0.05)
+    np.testing.assert_allclose(photos, np.hstack([emb, 1.5**0.5 * titles]) / 2.5**0.5, atol=2e-4)
     _, rows = module.neighbours(torch.tensor(feats, dtype=torch.float32), 5)
     assert all(i not in rows[i].tolist() for i in range(3))  # a bank photo is not its own neighbour
+
+    # what each query kind scores: a text query the head plus beta x the neighbour titles, a photo
+    # query the heads alone (same scale for every indexed photo: rankings are the heads')
+    q = _unit(rng.normal(size=(4, 6)))
+    text_scores = module.text(torch.tensor(q, dtype=torch.float32)).numpy() @ photos.T
+    np.testing.assert_allclose(text_scores, (q @ emb.T + 1.5 * q @ titles.T) / 2.5, atol=2e-4)
+    photo_scores = module.photo_query(torch.tensor(emb, dtype=torch.float32)).numpy() @ photos.T
+    np.testing.assert_allclose(photo_scores, emb @ emb.T / 2.5**0.5, atol=2e-4)
     # beta 0 is the head alone
     np.testing.assert_allclose(
         module.mix(
             torch.tensor(emb, dtype=torch.float32), *module.neighbours(torch.tensor(feats), 5), beta=0.0
         ),
-        emb,
+        np.hstack([emb, np.zeros_like(emb)]),
         atol=1e-6,
     )
 
@@ -71,28 +78,30 @@ def _clusters(rng, related: bool):
     gal_emb = _unit(0.3 * titles[gal_c] + _unit(rng.normal(size=(100, 16))))
     q = torch.tensor(titles, dtype=torch.float32)
 
-    def score(gallery):
-        return retrieval_metrics(q, gallery.float(), list(range(n_c)), gal_c.tolist())
+    def score(queries, gallery):
+        return retrieval_metrics(queries.float(), gallery.float(), list(range(n_c)), gal_c.tolist())
 
     t = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
-    return t(keys), t(values), t(gal_feats), t(gal_emb), score
+    return t(keys), t(values), t(gal_feats), t(gal_emb), q, score
 
 
 def test_fit_keeps_the_transfer_where_look_alikes_share_titles():
-    keys, values, feats, emb, score = _clusters(np.random.default_rng(1), related=True)
-    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, score, 20, min_queries=10)
+    keys, values, feats, emb, q, score = _clusters(np.random.default_rng(1), related=True)
+    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, q, score, 20, min_queries=10)
     assert module is not None and report["used"]
     assert report["val_with"]["mrr"] > report["val_without"]["mrr"] + 0.1
     assert (module.k, module.tau, module.beta) == (report["k"], report["tau"], report["beta"])
     assert len(report["tried"]) == len(nb.GRID_K) * len(nb.GRID_TAU) * len(nb.GRID_BETA)
-    assert score(module(feats, emb))["mrr"] == pytest.approx(report["val_with"]["mrr"], abs=1e-4)
+    assert score(module.text(q), module(feats, emb))["mrr"] == pytest.approx(
+        report["val_with"]["mrr"], abs=1e-4
+    )
 
 
 def test_fit_refuses_the_transfer_where_titles_do_not_follow_looks():
-    keys, values, feats, emb, score = _clusters(np.random.default_rng(2), related=False)
-    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, score, 20, min_queries=10)
+    keys, values, feats, emb, q, score = _clusters(np.random.default_rng(2), related=False)
+    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, q, score, 20, min_queries=10)
     assert module is None and not report["used"] and "below" in report["why"]
-    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, score, 20)  # MIN_QUERIES = 50
+    module, report = nb.fit_neighbour_titles(keys, values, feats, emb, q, score, 20)  # MIN_QUERIES = 50
     assert module is None and "20 validation titles" in report["why"]
 
 
@@ -127,12 +136,19 @@ def test_the_fitted_bank_is_released_and_served_under_one_protocol(tmp_path, pro
     assert "neighbours.keys" not in load_checkpoint(out / "best.pt")["model"]
 
     emb = load_trained_embedder(out, factory=TinyFactory(bert_dir))
-    served = emb.encode_images([p.image_path for p in products])
+    photos = [p.image_path for p in products]
+    served, as_queries = emb.encode_images(photos), emb.encode_image_queries(photos)
     model = emb.image.model
     bank, model.neighbours = model.neighbours, None
-    head_only = emb.encode_images([p.image_path for p in products])
+    head_only = emb.encode_images(photos)
     model.neighbours = bank
-    assert not np.allclose(served, head_only, atol=1e-3)  # the bank is applied at search time
+    d = model.embed_dim
+    assert served.shape == as_queries.shape == (len(products), 2 * d) and emb.image.dim == 2 * d
+    assert not np.allclose(served[:, d:], 0.0, atol=1e-3)  # the bank is applied at search time
+    np.testing.assert_allclose(as_queries, np.hstack([head_only, np.zeros_like(head_only)]), atol=1e-5)
+    # a catalog photo as a query scores every indexed photo by the heads alone, its own at the top
+    scores = as_queries @ served.T
+    np.testing.assert_allclose(scores, head_only @ head_only.T / np.sqrt(1 + bank.beta), atol=1e-4)
 
     test = np.asarray([i for i, p in enumerate(products) if p.id in set(split["test"])], dtype=np.int64)
     result = evaluate(

@@ -167,6 +167,17 @@ class Embedder:
             raise EncoderError(f"embedder {self.name!r} has no image encoder")
         return self.image.encode(list(images), **kw)
 
+    def encode_image_queries(self, images: Sequence[Any], **kw: Any) -> np.ndarray:
+        """Photos as search queries: like :meth:`encode_images`, except where the image encoder
+        embeds a query photo otherwise than the photos it indexes (``encode_query``: a trained
+        model's neighbour titles, training/neighbours.py)."""
+        if self.image is None:
+            raise EncoderError(f"embedder {self.name!r} has no image encoder")
+        encode_query = getattr(self.image, "encode_query", None)
+        if encode_query is None:
+            return self.image.encode(list(images), **kw)
+        return encode_query(list(images), **kw)
+
     def spec(self) -> dict[str, Any]:
         out = {
             "name": self.name,
@@ -178,9 +189,13 @@ class Embedder:
             out["joint"] = self.joint.spec()
         return out
 
-    def joint_from_base(self, modality: str, base_feats: np.ndarray) -> np.ndarray | None:
+    def joint_from_base(
+        self, modality: str, base_feats: np.ndarray, query: bool = False
+    ) -> np.ndarray | None:
         """The joint vectors of inputs whose untuned features are ``base_feats``, without encoding
-        them again, when the joint side is a head over that same untuned encoder; else ``None``."""
+        them again, when the joint side is a head over that same untuned encoder; else ``None``.
+        ``query``: photos as search queries rather than as the index stores them (they differ
+        with a trained model's neighbour titles, training/neighbours.py)."""
         if self.joint is None:
             return None
         enc = self.joint.text if modality == "text" else self.joint.image
@@ -188,7 +203,7 @@ class Embedder:
         project = getattr(enc, "project", None)
         if project is None or base is None or getattr(enc, "base_spec", None) != base.spec():
             return None
-        return project(base_feats)
+        return project(base_feats, query=True) if query and modality == "image" else project(base_feats)
 
     def check_compatible(self, stored: dict[str, Any], where: str = "index") -> None:
         """Raise :class:`EncoderMismatchError` if ``stored`` (an index's spec) differs from ours."""

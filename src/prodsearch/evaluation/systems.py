@@ -97,7 +97,7 @@ class EmbeddedCorpus:
         hit = self._memo.get(key)
         if hit is not None and hit[0] is queries:
             return hit[1]
-        enc = self.embedder.encode_text if modality == "text" else self.embedder.encode_images
+        enc = self.embedder.encode_text if modality == "text" else self.embedder.encode_image_queries
         chunks = []
         n_batches = (len(queries) + _BATCH - 1) // _BATCH
         batches = (queries[s : s + _BATCH] for s in range(0, len(queries), _BATCH))

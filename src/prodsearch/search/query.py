@@ -81,9 +81,11 @@ def joint_query(
     def side(modality: str, base: np.ndarray | None, raw: Any) -> np.ndarray | None:
         if raw is None or (modality == "text" and not raw):
             return None
-        v = emb.joint_from_base(modality, base[None]) if base is not None else None
-        if v is None:
-            v = joint.encode_text([raw]) if modality == "text" else joint.encode_images([raw])
+        v = emb.joint_from_base(modality, base[None], query=True) if base is not None else None
+        if v is None and modality == "text":
+            v = joint.encode_text([raw])
+        elif v is None:
+            v = joint.encode_image_queries([raw])
         return v[0]
 
     jt, ji = side("text", q_text, text), side("image", q_img, image)

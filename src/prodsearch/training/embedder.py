@@ -29,7 +29,7 @@ class _TrainedEncoder(Encoder):
     def __init__(self, modality: str, model: JointModel, run_id: str, base_spec: dict[str, Any]):
         self.modality = modality  # type: ignore[assignment]
         self.model = model
-        self.dim = model.embed_dim
+        self.dim = model.out_dim
         self.name = f"trained-{modality}:{run_id}"
         self._base_spec = base_spec
         self._run_id = run_id
@@ -44,10 +44,11 @@ class _TrainedEncoder(Encoder):
         }
 
     @torch.no_grad()
-    def _project(self, feats: np.ndarray) -> np.ndarray:
+    def _project(self, feats: np.ndarray, query: bool = False) -> np.ndarray:
         t = torch.from_numpy(np.asarray(feats, dtype=np.float32))
-        fn = self.model.encode_text if self.modality == "text" else self.model.encode_image
-        return fn(feats=t).numpy().astype(np.float32)
+        if self.modality == "text":
+            return self.model.encode_text(feats=t).numpy().astype(np.float32)
+        return self.model.encode_image(feats=t, query=query).numpy().astype(np.float32)
 
 
 class HeadedEncoder(_TrainedEncoder):
@@ -58,11 +59,21 @@ class HeadedEncoder(_TrainedEncoder):
         self.base = base
         self.base_spec = base.spec()
 
-    def project(self, base_feats: np.ndarray) -> np.ndarray:
-        """The head alone: ``(N, base_dim)`` features of :attr:`base` -> ``(N, embed_dim)``."""
+    def project(self, base_feats: np.ndarray, query: bool = False) -> np.ndarray:
+        """The head alone: ``(N, base_dim)`` features of :attr:`base` -> ``(N, dim)``; photos as the
+        index stores them, or as photo queries (``query``, see ``JointModel.encode_image``)."""
         if len(base_feats) == 0:
             return np.zeros((0, self.dim), np.float32)
-        return self._project(base_feats)
+        return self._project(base_feats, query)
+
+    def encode_query(
+        self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False
+    ) -> np.ndarray:
+        """Photos (or texts) as search queries: ``project(..., query=True)`` of the base features."""
+        if len(items) == 0:
+            return np.zeros((0, self.dim), np.float32)
+        feats = self.base.encode(list(items), batch_size=batch_size, progress=progress)
+        return self._project(feats, query=True)
 
     def encode(self, items: Sequence[Any], *, batch_size: int = 64, progress: bool = False) -> np.ndarray:
         if len(items) == 0:

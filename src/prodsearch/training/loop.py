@@ -416,7 +416,8 @@ class Trainer:
             self._split_titles(train).cpu(),
             d.image_feats,
             self._gallery().float().cpu(),
-            lambda gallery: retrieval_metrics(q.cpu(), gallery, qk, dk, max_rank=DEPTH),
+            q.cpu(),
+            lambda queries, gallery: retrieval_metrics(queries, gallery, qk, dk, max_rank=DEPTH),
             len(qk),
         )
         if module is not None:

@@ -258,8 +258,10 @@ class ImageTower(nn.Module):
 class JointModel(nn.Module):
     """Towers (optional: ``None`` means features come precomputed) + heads + learnable logit scale.
 
-    ``encode_text(feats=(N, text_dim))`` or ``encode_text(texts=[...])`` -> ``(N, embed_dim)`` unit norm;
-    likewise ``encode_image(feats=...)`` / ``encode_image(pixels=(N, 3, S, S))``.
+    ``encode_text(feats=(N, text_dim))`` or ``encode_text(texts=[...])`` -> ``(N, out_dim)`` unit norm;
+    likewise ``encode_image(feats=...)`` / ``encode_image(pixels=(N, 3, S, S))``; photos used as
+    queries with ``query=True``. ``out_dim`` is ``embed_dim``, or twice that with neighbour titles
+    (:mod:`prodsearch.training.neighbours`).
     """
 
     def __init__(
@@ -288,6 +290,11 @@ class JointModel(nn.Module):
         #: did not help on the validation split
         self.neighbours: nn.Module | None = None
 
+    @property
+    def out_dim(self) -> int:
+        """The served vectors' size: ``embed_dim``, doubled by neighbour titles."""
+        return self.embed_dim * (2 if self.neighbours is not None else 1)
+
     def scale(self) -> torch.Tensor:
         """``exp(logit_scale)`` clamped to ``max_logit_scale`` (CLIP clamps at 100)."""
         return self.logit_scale.clamp(max=self.max_log_scale).exp()
@@ -305,11 +312,14 @@ class JointModel(nn.Module):
             feats = self.text_tower(texts)
         else:
             feats = F.normalize(feats.float(), dim=-1)
-        return F.normalize(self.text_head(feats).float(), dim=-1)
+        emb = F.normalize(self.text_head(feats).float(), dim=-1)
+        return self.neighbours.text(emb) if self.neighbours is not None else emb
 
     def encode_image(
-        self, feats: torch.Tensor | None = None, pixels: torch.Tensor | None = None
+        self, feats: torch.Tensor | None = None, pixels: torch.Tensor | None = None, query: bool = False
     ) -> torch.Tensor:
+        """Photos into the joint space: as the index stores them, or as photo queries (``query``;
+        differs only with neighbour titles, whose look-alikes' titles a photo query leaves out)."""
         if feats is None:
             if self.image_tower is None or pixels is None:
                 raise ValueError("encode_image needs feats, or pixels and an image tower")
@@ -318,7 +328,7 @@ class JointModel(nn.Module):
             feats = F.normalize(feats.float(), dim=-1)
         emb = F.normalize(self.image_head(feats).float(), dim=-1)
         if self.neighbours is not None:  # the titles of the nearest training photos (neighbours.py)
-            emb = self.neighbours(feats, emb)
+            emb = self.neighbours.photo_query(emb) if query else self.neighbours(feats, emb)
         return emb
 
     def head_state_dict(self) -> dict[str, torch.Tensor]:
