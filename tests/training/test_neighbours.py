@@ -24,7 +24,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def _reference_titles(keys, values, feats, k, tau):
-    """Loops in float64 over the bank as stored (half precision): each photo's unit neighbour title."""
+    """Loops in float64 over the bank as stored (half precision): each photo's neighbour title."""
     bank = _unit(keys).astype(np.float16).astype(np.float64)
     vals = values.astype(np.float16).astype(np.float64)
     out = []
@@ -33,7 +33,7 @@ def _reference_titles(keys, values, feats, k, tau):
         top = [(s, j) for s, j in sims if s <= nb.SAME_PHOTO][:k]
         w = np.exp(np.array([s for s, _ in top]) / tau)
         w /= w.sum()
-        out.append(_unit(sum(wi * vals[j] for wi, (_, j) in zip(w, top, strict=True))))
+        out.append(sum(wi * _unit(vals[j]) for wi, (_, j) in zip(w, top, strict=True)))
     return np.stack(out)
 
 
@@ -45,7 +45,11 @@ def test_transfer_equals_a_brute_force_reference_and_skips_the_same_photo():
     module = nb.NeighbourTitles(torch.tensor(keys), torch.tensor(values), k=5, tau=0.05, beta=1.5)
     photos = module(torch.tensor(feats, dtype=torch.float32), torch.tensor(emb, dtype=torch.float32)).numpy()
     titles = _reference_titles(keys, values, feats, 5, 0.05)
-    np.testing.assert_allclose(photos, np.hstack([emb, 1.5**0.5 * titles]) / 2.5**0.5, atol=2e-4)
+    rest = np.sqrt(1 - (titles**2).sum(axis=1, keepdims=True))
+    np.testing.assert_allclose(
+        photos, np.hstack([emb, 1.5**0.5 * titles, 1.5**0.5 * rest]) / 2.5**0.5, atol=2e-4
+    )
+    np.testing.assert_allclose(np.linalg.norm(photos, axis=1), 1.0, atol=1e-5)
     _, rows = module.neighbours(torch.tensor(feats, dtype=torch.float32), 5)
     assert all(i not in rows[i].tolist() for i in range(3))  # a bank photo is not its own neighbour
 
@@ -61,7 +65,7 @@ def test_transfer_equals_a_brute_force_reference_and_skips_the_same_photo():
         module.mix(
             torch.tensor(emb, dtype=torch.float32), *module.neighbours(torch.tensor(feats), 5), beta=0.0
         ),
-        np.hstack([emb, np.zeros_like(emb)]),
+        np.hstack([emb, np.zeros((len(emb), 7))]),
         atol=1e-6,
     )
 
@@ -143,9 +147,11 @@ def test_the_fitted_bank_is_released_and_served_under_one_protocol(tmp_path, pro
     head_only = emb.encode_images(photos)
     model.neighbours = bank
     d = model.embed_dim
-    assert served.shape == as_queries.shape == (len(products), 2 * d) and emb.image.dim == 2 * d
+    assert served.shape == as_queries.shape == (len(products), 2 * d + 1) and emb.image.dim == 2 * d + 1
     assert not np.allclose(served[:, d:], 0.0, atol=1e-3)  # the bank is applied at search time
-    np.testing.assert_allclose(as_queries, np.hstack([head_only, np.zeros_like(head_only)]), atol=1e-5)
+    np.testing.assert_allclose(
+        as_queries, np.hstack([head_only, np.zeros((len(products), d + 1))]), atol=1e-5
+    )
     # a catalog photo as a query scores every indexed photo by the heads alone, its own at the top
     scores = as_queries @ served.T
     np.testing.assert_allclose(scores, head_only @ head_only.T / np.sqrt(1 + bank.beta), atol=1e-4)

@@ -14,9 +14,13 @@ from prodsearch.training.embedder import load_index_embedder
 from prodsearch.training.main import train
 
 
-@pytest.fixture(scope="module")
-def trained_index(tmp_path_factory, bert_dir):
+@pytest.fixture(scope="module", params=["heads", "neighbour-titles"])
+def trained_index(request, tmp_path_factory, bert_dir):
+    """An index built with a trained run: heads alone, or with neighbour titles forced on (the tiny
+    catalog has too few validation titles for the real bar), whose photo queries differ from the
+    photos the index stores."""
     from fakes import write_tiny_catalog
+    from prodsearch.training import neighbours as nb
 
     root = tmp_path_factory.mktemp("trained")
     catalog = write_tiny_catalog(root / "shop")
@@ -31,7 +35,12 @@ def trained_index(tmp_path_factory, bert_dir):
         "patience": 0,
         "attribute_min_count": 2,
     }
-    train(None, root / "run", cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    with pytest.MonkeyPatch.context() as mp:
+        if request.param == "neighbour-titles":
+            mp.setattr(nb, "MIN_QUERIES", 2)
+            mp.setattr(nb, "MIN_GAIN", -1.0)
+        res = train(None, root / "run", cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
+    assert bool(res.neighbour_titles.get("used")) == (request.param == "neighbour-titles")
     emb = load_index_embedder(root / "run", factory=TinyFactory(bert_dir))
     build_index(catalog, root / "idx", embedder=emb)
     engine = Engine.open(root / "idx", embedder=emb)
@@ -50,6 +59,24 @@ def test_joint_vectors_sit_beside_untouched_untuned_vectors(trained_index):
     joint = emb.joint.image.encode([str(photo)])[0]
     assert np.allclose(engine.vectors["joint"].get(np.asarray([iid]))[0], joint, atol=1e-5)
     assert emb.joint_from_base("image", untuned[None]) == pytest.approx(joint[None], abs=1e-5)
+
+
+def test_a_photo_query_reaches_the_joint_space_as_the_model_embeds_queries(trained_index):
+    from prodsearch.search.query import encode_query
+
+    engine, catalog, emb = trained_index
+    photo = catalog.parent / "images" / "p04.jpg"
+    q = encode_query(engine, None, str(photo), None, 1.0, 0.0, {})
+    as_query = emb.joint.encode_image_queries([str(photo)])[0]
+    assert q["joint"] == pytest.approx(as_query, abs=1e-5)
+    assert emb.joint_from_base("image", emb.image.encode([str(photo)]), query=True)[0] == pytest.approx(
+        as_query, abs=1e-5
+    )
+    model = emb.joint.image.model
+    if model.neighbours is not None:  # the heads alone, not the indexed photo's look-alike titles
+        stored = engine.vectors["joint"].get(engine.store.iid_of(["p04"]))[0]
+        assert not np.allclose(as_query, stored, atol=1e-3)
+        assert np.allclose(as_query[model.embed_dim :], 0.0)
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted"])

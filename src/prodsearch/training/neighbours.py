@@ -8,18 +8,18 @@ together in that space, and their titles say what the head cannot. So once the h
 each photo's embedding gets, beside the head's output, the joint embeddings of the titles of its
 ``k`` nearest training photos (cosine of the head's input features), softmax-weighted::
 
-    t(x) = normalize(sum_j softmax(cos(x, n_j) / tau) * title(n_j))
-    photo in the index:  v(x) = [head(x), sqrt(beta) * t(x)] / sqrt(1 + beta)
-    text query:          u(q) = [text(q), sqrt(beta) * text(q)] / sqrt(1 + beta)
-    photo query:         p(x) = [head(x), 0]
+    t(x) = sum_j softmax(cos(x, n_j) / tau) * title(n_j)          (|t| <= 1: the titles' agreement)
+    photo in the index:  v(x) = [head(x), sqrt(beta) * t(x), sqrt(beta * (1 - |t(x)|^2))] / sqrt(1 + beta)
+    text query:          u(q) = [text(q), sqrt(beta) * text(q), 0] / sqrt(1 + beta)
+    photo query:         p(x) = [head(x), 0, 0]
 
 so a typed query scores ``(text(q) . head(x) + beta * text(q) . t(x)) / (1 + beta)``: Tip-Adapter's
-cache model (Zhang et al., ECCV 2022) with titles as the cached values. A photo query scores
-``head(x') . head(x) / sqrt(1 + beta)``, the heads alone: the look-alikes' titles would blur one
-photo against another (on the fashion catalog the trained space found an augmented photo's product
-at hit@1 .26 with them added to both sides, .38 without). Every vector is unit norm, the index's
-photos all with the same split between the two halves, so neither query kind's ranking is bent
-by how much a photo's neighbours agree.
+cache model (Zhang et al., ECCV 2022) with titles as the cached values, where neighbours that agree
+on their titles count for more. A photo query scores ``head(x') . head(x) / sqrt(1 + beta)``, the
+heads alone: the look-alikes' titles would blur one photo against another (on the fashion catalog
+the trained space found an augmented photo's product at hit@1 .26 with them added to both sides,
+.38 without). The last component only pads every indexed photo to unit norm; no query reaches
+it, so neither query kind's ranking is bent by how much a photo's neighbours agree.
 Photos identical to the query (cosine above :data:`SAME_PHOTO`), the photo itself included, are left
 out, so a training photo is described by its look-alikes, not by its own title, in training's test
 report and in the served index alike. ``k``, ``tau`` and ``beta`` are fitted on the validation
@@ -125,31 +125,37 @@ class NeighbourTitles(nn.Module):
         tau: float | None = None,
         beta: float | None = None,
     ) -> torch.Tensor:
-        """The index's ``(N, 2D)`` photo vectors: the head's unit ``(N, D)`` embeddings beside
-        ``sqrt(beta)`` x the unit softmax(cos / tau)-weighted mean of the titles of the first ``k``
-        neighbours (from :meth:`neighbours`), over ``sqrt(1 + beta)``. Neighbours that do not exist
-        (a bank smaller than k, or only identical photos) carry no weight; a photo without any
-        keeps the head alone (second half zero), renormalised."""
+        """The index's ``(N, 2D + 1)`` photo vectors (the module docstring's ``v``): the head's
+        ``(N, D)`` embeddings, ``sqrt(beta)`` x the softmax(cos / tau)-weighted mean ``t`` of the
+        titles of the first ``k`` neighbours (from :meth:`neighbours`), and the padding to unit norm.
+        Neighbours that do not exist (a bank smaller than k, or only identical photos) carry no
+        weight: a photo without any has ``t = 0``."""
         k = self.k if k is None else k
         tau = self.tau if tau is None else tau
         beta = self.beta if beta is None else beta
         s, r = sims[:, :k], rows[:, :k]
         w = torch.softmax(s / tau, dim=1).masked_fill(s <= -2.0, 0.0)
-        titles = F.normalize((w.unsqueeze(-1) * self.values.float()[r]).sum(dim=1), dim=-1)
-        out = torch.cat([F.normalize(emb.float(), dim=-1), beta**0.5 * titles.to(emb.device)], dim=-1)
-        return F.normalize(out, dim=-1)
+        titles = (w.unsqueeze(-1) * F.normalize(self.values.float()[r], dim=-1)).sum(dim=1).to(emb.device)
+        rest = (1.0 - titles.pow(2).sum(dim=-1, keepdim=True)).clamp(min=0.0).sqrt()
+        out = torch.cat([F.normalize(emb.float(), dim=-1), beta**0.5 * titles, beta**0.5 * rest], dim=-1)
+        return out / (1.0 + beta) ** 0.5
 
     def text(self, emb: torch.Tensor, beta: float | None = None) -> torch.Tensor:
-        """Text queries ``(N, D)`` -> ``(N, 2D)``: the text embedding in both halves."""
+        """Text queries ``(N, D)`` -> ``(N, 2D + 1)``: the text embedding in both halves."""
         beta = self.beta if beta is None else beta
         emb = F.normalize(emb.float(), dim=-1)
-        return torch.cat([emb, beta**0.5 * emb], dim=-1) / (1.0 + beta) ** 0.5
+        return torch.cat([emb, beta**0.5 * emb, emb.new_zeros(len(emb), 1)], dim=-1) / (1.0 + beta) ** 0.5
 
     @staticmethod
     def photo_query(emb: torch.Tensor) -> torch.Tensor:
-        """Photo queries ``(N, D)`` -> ``(N, 2D)``: the head alone, second half zero."""
+        """Photo queries ``(N, D)`` -> ``(N, 2D + 1)``: the head alone, the rest zero."""
         emb = F.normalize(emb.float(), dim=-1)
-        return torch.cat([emb, torch.zeros_like(emb)], dim=-1)
+        return torch.cat([emb, torch.zeros_like(emb), emb.new_zeros(len(emb), 1)], dim=-1)
+
+    @staticmethod
+    def out_dim(embed_dim: int) -> int:
+        """The size of the vectors it gives a ``embed_dim`` space."""
+        return 2 * embed_dim + 1
 
     def forward(self, feats: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         sims, rows = self.neighbours(feats, self.k)
