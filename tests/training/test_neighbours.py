@@ -33,7 +33,7 @@ def _reference_titles(keys, values, feats, k, tau):
         top = [(s, j) for s, j in sims if s <= nb.SAME_PHOTO][:k]
         w = np.exp(np.array([s for s, _ in top]) / tau)
         w /= w.sum()
-        out.append(sum(wi * _unit(vals[j]) for wi, (_, j) in zip(w, top, strict=True)))
+        out.append(sum(wi * vals[j] for wi, (_, j) in zip(w, top, strict=True)))
     return np.stack(out)
 
 
@@ -45,27 +45,24 @@ def test_transfer_equals_a_brute_force_reference_and_skips_the_same_photo():
     module = nb.NeighbourTitles(torch.tensor(keys), torch.tensor(values), k=5, tau=0.05, beta=1.5)
     photos = module(torch.tensor(feats, dtype=torch.float32), torch.tensor(emb, dtype=torch.float32)).numpy()
     titles = _reference_titles(keys, values, feats, 5, 0.05)
-    rest = np.sqrt(1 - (titles**2).sum(axis=1, keepdims=True))
-    np.testing.assert_allclose(
-        photos, np.hstack([emb, 1.5**0.5 * titles, 1.5**0.5 * rest]) / 2.5**0.5, atol=2e-4
-    )
-    np.testing.assert_allclose(np.linalg.norm(photos, axis=1), 1.0, atol=1e-5)
+    mixed = _unit(emb + 1.5 * titles)
+    np.testing.assert_allclose(photos, np.hstack([mixed, emb]) / 2**0.5, atol=2e-4)
     _, rows = module.neighbours(torch.tensor(feats, dtype=torch.float32), 5)
     assert all(i not in rows[i].tolist() for i in range(3))  # a bank photo is not its own neighbour
 
-    # what each query kind scores: a text query the head plus beta x the neighbour titles, a photo
-    # query the heads alone (same scale for every indexed photo: rankings are the heads')
+    # what each query kind ranks by: a text query the head plus beta x the neighbour titles, a
+    # photo query the heads alone
     q = _unit(rng.normal(size=(4, 6)))
     text_scores = module.text(torch.tensor(q, dtype=torch.float32)).numpy() @ photos.T
-    np.testing.assert_allclose(text_scores, (q @ emb.T + 1.5 * q @ titles.T) / 2.5, atol=2e-4)
+    np.testing.assert_allclose(text_scores, q @ mixed.T / 2**0.5, atol=2e-4)
     photo_scores = module.photo_query(torch.tensor(emb, dtype=torch.float32)).numpy() @ photos.T
-    np.testing.assert_allclose(photo_scores, emb @ emb.T / 2.5**0.5, atol=2e-4)
-    # beta 0 is the head alone
+    np.testing.assert_allclose(photo_scores, emb @ emb.T / 2**0.5, atol=2e-4)
+    # beta 0: the head alone in both halves
     np.testing.assert_allclose(
         module.mix(
             torch.tensor(emb, dtype=torch.float32), *module.neighbours(torch.tensor(feats), 5), beta=0.0
         ),
-        np.hstack([emb, np.zeros((len(emb), 7))]),
+        np.hstack([emb, emb]) / 2**0.5,
         atol=1e-6,
     )
 
@@ -147,14 +144,12 @@ def test_the_fitted_bank_is_released_and_served_under_one_protocol(tmp_path, pro
     head_only = emb.encode_images(photos)
     model.neighbours = bank
     d = model.embed_dim
-    assert served.shape == as_queries.shape == (len(products), 2 * d + 1) and emb.image.dim == 2 * d + 1
-    assert not np.allclose(served[:, d:], 0.0, atol=1e-3)  # the bank is applied at search time
-    np.testing.assert_allclose(
-        as_queries, np.hstack([head_only, np.zeros((len(products), d + 1))]), atol=1e-5
-    )
-    # a catalog photo as a query scores every indexed photo by the heads alone, its own at the top
-    scores = as_queries @ served.T
-    np.testing.assert_allclose(scores, head_only @ head_only.T / np.sqrt(1 + bank.beta), atol=1e-4)
+    assert served.shape == as_queries.shape == (len(products), 2 * d) and emb.image.dim == 2 * d
+    assert not np.allclose(served[:, :d], served[:, d:], atol=1e-3)  # the bank is applied at search time
+    np.testing.assert_allclose(served[:, d:], head_only / 2**0.5, atol=1e-5)
+    np.testing.assert_allclose(as_queries, np.hstack([np.zeros_like(head_only), head_only]), atol=1e-5)
+    # a catalog photo as a query ranks the indexed photos by the heads alone
+    np.testing.assert_allclose(as_queries @ served.T, head_only @ head_only.T / 2**0.5, atol=1e-4)
 
     test = np.asarray([i for i, p in enumerate(products) if p.id in set(split["test"])], dtype=np.int64)
     result = evaluate(

@@ -76,7 +76,7 @@ def test_a_photo_query_reaches_the_joint_space_as_the_model_embeds_queries(train
     if model.neighbours is not None:  # the heads alone, not the indexed photo's look-alike titles
         stored = engine.vectors["joint"].get(engine.store.iid_of(["p04"]))[0]
         assert not np.allclose(as_query, stored, atol=1e-3)
-        assert np.allclose(as_query[model.embed_dim :], 0.0)
+        assert np.allclose(as_query[: model.embed_dim], 0.0)
 
 
 @pytest.mark.parametrize("fusion", ["rrf", "weighted"])

@@ -260,8 +260,8 @@ class JointModel(nn.Module):
 
     ``encode_text(feats=(N, text_dim))`` or ``encode_text(texts=[...])`` -> ``(N, out_dim)`` unit norm;
     likewise ``encode_image(feats=...)`` / ``encode_image(pixels=(N, 3, S, S))``; photos used as
-    queries with ``query=True``. ``out_dim`` is ``embed_dim``, or ``2 * embed_dim + 1`` with
-    neighbour titles (:mod:`prodsearch.training.neighbours`).
+    queries with ``query=True``. ``out_dim`` is ``embed_dim``, or ``2 * embed_dim`` with neighbour
+    titles (:mod:`prodsearch.training.neighbours`).
     """
 
     def __init__(
@@ -292,7 +292,7 @@ class JointModel(nn.Module):
 
     @property
     def out_dim(self) -> int:
-        """The served vectors' size: ``embed_dim``, or neighbour titles' ``2 * embed_dim + 1``."""
+        """The served vectors' size: ``embed_dim``, or neighbour titles' ``2 * embed_dim``."""
         return self.embed_dim if self.neighbours is None else self.neighbours.out_dim(self.embed_dim)
 
     def scale(self) -> torch.Tensor:

@@ -8,18 +8,18 @@ together in that space, and their titles say what the head cannot. So once the h
 each photo's embedding gets, beside the head's output, the joint embeddings of the titles of its
 ``k`` nearest training photos (cosine of the head's input features), softmax-weighted::
 
-    t(x) = sum_j softmax(cos(x, n_j) / tau) * title(n_j)          (|t| <= 1: the titles' agreement)
-    photo in the index:  v(x) = [head(x), sqrt(beta) * t(x), sqrt(beta * (1 - |t(x)|^2))] / sqrt(1 + beta)
-    text query:          u(q) = [text(q), sqrt(beta) * text(q), 0] / sqrt(1 + beta)
-    photo query:         p(x) = [head(x), 0, 0]
+    t(x) = sum_j softmax(cos(x, n_j) / tau) * title(n_j)
+    a(x) = normalize(head(x) + beta * t(x))
+    photo in the index:  v(x) = [a(x), head(x)] / sqrt(2)
+    text query:          u(q) = [text(q), 0]
+    photo query:         p(x) = [0, head(x)]
 
-so a typed query scores ``(text(q) . head(x) + beta * text(q) . t(x)) / (1 + beta)``: Tip-Adapter's
-cache model (Zhang et al., ECCV 2022) with titles as the cached values, where neighbours that agree
-on their titles count for more. A photo query scores ``head(x') . head(x) / sqrt(1 + beta)``, the
-heads alone: the look-alikes' titles would blur one photo against another (on the fashion catalog
-the trained space found an augmented photo's product at hit@1 .26 with them added to both sides,
-.38 without). The last component only pads every indexed photo to unit norm; no query reaches
-it, so neither query kind's ranking is bent by how much a photo's neighbours agree.
+A typed query ranks the index's photos by ``text(q) . a(x)``: Tip-Adapter's cache model (Zhang
+et al., ECCV 2022) with titles as the cached values. A photo query ranks them by
+``head(x') . head(x)``, the heads alone: the look-alikes' titles would blur one photo against
+another (on the fashion catalog the trained space found an augmented photo's product at hit@1 .26
+with them in both the query and the index, .38 without). A photo and a typed query together add
+the two; similar products (an indexed photo against the others) weigh both halves equally.
 Photos identical to the query (cosine above :data:`SAME_PHOTO`), the photo itself included, are left
 out, so a training photo is described by its look-alikes, not by its own title, in training's test
 report and in the served index alike. ``k``, ``tau`` and ``beta`` are fitted on the validation
@@ -47,7 +47,7 @@ SAME_PHOTO = 0.999
 #: features, whose nearest neighbours lie within a few hundredths of each other.
 GRID_K = (10, 20)
 GRID_TAU = (0.01, 0.02, 0.03)
-GRID_BETA = (0.5, 1.0, 2.0, 4.0)
+GRID_BETA = (0.5, 1.0, 2.0)
 #: The transfer is kept only when it lifts validation MRR by this much, over this many titles.
 MIN_GAIN = 0.005
 MIN_QUERIES = 50
@@ -125,37 +125,36 @@ class NeighbourTitles(nn.Module):
         tau: float | None = None,
         beta: float | None = None,
     ) -> torch.Tensor:
-        """The index's ``(N, 2D + 1)`` photo vectors (the module docstring's ``v``): the head's
-        ``(N, D)`` embeddings, ``sqrt(beta)`` x the softmax(cos / tau)-weighted mean ``t`` of the
-        titles of the first ``k`` neighbours (from :meth:`neighbours`), and the padding to unit norm.
+        """The index's ``(N, 2D)`` photo vectors (the module docstring's ``v``): the head's ``(N, D)``
+        embeddings plus ``beta`` x the softmax(cos / tau)-weighted titles of the first ``k``
+        neighbours (from :meth:`neighbours`), unit norm, beside the head's embeddings alone.
         Neighbours that do not exist (a bank smaller than k, or only identical photos) carry no
-        weight: a photo without any has ``t = 0``."""
+        weight."""
         k = self.k if k is None else k
         tau = self.tau if tau is None else tau
         beta = self.beta if beta is None else beta
         s, r = sims[:, :k], rows[:, :k]
         w = torch.softmax(s / tau, dim=1).masked_fill(s <= -2.0, 0.0)
-        titles = (w.unsqueeze(-1) * F.normalize(self.values.float()[r], dim=-1)).sum(dim=1).to(emb.device)
-        rest = (1.0 - titles.pow(2).sum(dim=-1, keepdim=True)).clamp(min=0.0).sqrt()
-        out = torch.cat([F.normalize(emb.float(), dim=-1), beta**0.5 * titles, beta**0.5 * rest], dim=-1)
-        return out / (1.0 + beta) ** 0.5
+        titles = (w.unsqueeze(-1) * self.values.float()[r]).sum(dim=1).to(emb.device)
+        head = F.normalize(emb.float(), dim=-1)
+        return torch.cat([F.normalize(head + beta * titles, dim=-1), head], dim=-1) / 2**0.5
 
-    def text(self, emb: torch.Tensor, beta: float | None = None) -> torch.Tensor:
-        """Text queries ``(N, D)`` -> ``(N, 2D + 1)``: the text embedding in both halves."""
-        beta = self.beta if beta is None else beta
+    @staticmethod
+    def text(emb: torch.Tensor) -> torch.Tensor:
+        """Text queries ``(N, D)`` -> ``(N, 2D)``: the first half."""
         emb = F.normalize(emb.float(), dim=-1)
-        return torch.cat([emb, beta**0.5 * emb, emb.new_zeros(len(emb), 1)], dim=-1) / (1.0 + beta) ** 0.5
+        return torch.cat([emb, torch.zeros_like(emb)], dim=-1)
 
     @staticmethod
     def photo_query(emb: torch.Tensor) -> torch.Tensor:
-        """Photo queries ``(N, D)`` -> ``(N, 2D + 1)``: the head alone, the rest zero."""
+        """Photo queries ``(N, D)`` -> ``(N, 2D)``: the second half."""
         emb = F.normalize(emb.float(), dim=-1)
-        return torch.cat([emb, torch.zeros_like(emb), emb.new_zeros(len(emb), 1)], dim=-1)
+        return torch.cat([torch.zeros_like(emb), emb], dim=-1)
 
     @staticmethod
     def out_dim(embed_dim: int) -> int:
         """The size of the vectors it gives a ``embed_dim`` space."""
-        return 2 * embed_dim + 1
+        return 2 * embed_dim
 
     def forward(self, feats: torch.Tensor, emb: torch.Tensor) -> torch.Tensor:
         sims, rows = self.neighbours(feats, self.k)
@@ -205,7 +204,7 @@ def fit_neighbour_titles(
     best: tuple[float, int, float, float, dict[str, float]] | None = None
     tried = []
     for k, tau, beta in itertools.product(grid_k, grid_tau, grid_beta):
-        m = score(module.text(queries, beta), module.mix(gallery_emb, sims, rows, k, tau, beta))
+        m = score(module.text(queries), module.mix(gallery_emb, sims, rows, k, tau, beta))
         tried.append({"k": k, "tau": tau, "beta": beta, "val_mrr": round(m["mrr"], 4)})
         if best is None or m["mrr"] > best[0]:
             best = (m["mrr"], k, tau, beta, m)
