@@ -67,6 +67,18 @@ def test_rich_feature_layout_and_pooled_prefix(rich_lite0):
     assert np.allclose(prefix, pooled, atol=1e-5)
     assert np.allclose(np.linalg.norm(rich, axis=1), 1.0, atol=1e-5)
     assert "colour_bins" in enc.spec() and "colour_bins" not in plain.spec()
+    # feature_parts says where each part lies: the colour part is the photo's histogram
+    parts = enc.feature_parts()
+    assert parts == {
+        "pooled": (0, FEATURE_DIM),
+        "taps": (FEATURE_DIM, FEATURE_DIM + sum(rich_lite0.tap_dims)),
+        "colour": (FEATURE_DIM + sum(rich_lite0.tap_dims), enc.dim),
+    }
+    start, stop = parts["colour"]
+    colour = rich[:, start:stop] / np.linalg.norm(rich[:, start:stop], axis=1, keepdims=True)
+    hist = np.stack([colour_histogram(np.asarray(ImagePreprocessor(64).square(im))) for im in imgs])
+    assert np.allclose(colour, hist, atol=1e-5)
+    assert plain.feature_parts() == {"pooled": (0, FEATURE_DIM)}
 
 
 def test_rich_onnx_matches_torch(rich_lite0):

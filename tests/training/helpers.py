@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from prodsearch.encoders.image import RICH_TAPS, EfficientNetLiteEncoder, ImagePreprocessor, build_backbone
 from prodsearch.training.model import ImageTower, TextTower
 from prodsearch.training.towers import TowerFactory
 
@@ -83,6 +84,22 @@ class TinyFactory(TowerFactory):
     def image_tower(self, cfg):
         torch.manual_seed(0)
         return ImageTower(TinyCNN(), 16), preprocess, 16
+
+
+class SplittableFactory(TinyFactory):
+    """Fake frozen text encoder; a real (random-initialised) EfficientNet-Lite0 image tower, and the
+    encoder of its rich features for the frozen side."""
+
+    def _backbone(self):
+        torch.manual_seed(0)
+        return build_backbone("lite0", image_size=32, pretrained=False, taps=RICH_TAPS)
+
+    def image_tower(self, cfg):
+        bb = self._backbone()
+        return ImageTower(bb, bb.dim), ImagePreprocessor(32), 32
+
+    def image_encoder(self, cfg):
+        return EfficientNetLiteEncoder(backbone=self._backbone(), image_size=32, features="rich", cache=False)
 
 
 COLOURS = ["red", "green", "blue", "yellow", "black", "white"]

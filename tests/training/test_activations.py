@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import TinyFactory, synthetic_products
+from helpers import SplittableFactory, synthetic_products
 
 from prodsearch.encoders.image import RICH_TAPS, ImagePreprocessor, build_backbone
 from prodsearch.training.activations import cached_activations, can_cache
@@ -99,24 +99,6 @@ def test_cached_views_equal_the_tower_on_the_photo_and_are_reused(tmp_path, monk
         tower, pre, paths, keys, start=start, views=3, seed=0, augment=ColourSafeAugment(), batch_size=4
     )
     np.testing.assert_array_equal(np.asarray(again.act), np.asarray(acts.act))
-
-
-class SplittableFactory(TinyFactory):
-    """Fake frozen text encoder; a real (random-initialised) EfficientNet-Lite0 image tower, and the
-    encoder of its rich features for the frozen side."""
-
-    def _backbone(self):
-        torch.manual_seed(0)
-        return build_backbone("lite0", image_size=32, pretrained=False, taps=RICH_TAPS)
-
-    def image_tower(self, cfg):
-        bb = self._backbone()
-        return ImageTower(bb, bb.dim), ImagePreprocessor(32), 32
-
-    def image_encoder(self, cfg):
-        from prodsearch.encoders.image import EfficientNetLiteEncoder
-
-        return EfficientNetLiteEncoder(backbone=self._backbone(), image_size=32, features="rich", cache=False)
 
 
 @pytest.mark.parametrize("cache", [True, False])

@@ -411,6 +411,15 @@ class EfficientNetLiteEncoder(Encoder):
         self.forward_calls = 0  # number of model invocations (tests count them)
         self._lock = threading.Lock()
 
+    def feature_parts(self) -> dict[str, tuple[int, int]]:
+        """Where each part of a feature vector lies, ``{name: (start, stop)}``: ``pooled`` (the
+        top), and for rich features ``taps`` (the pooled intermediate blocks) and ``colour``."""
+        parts = {"pooled": (0, FEATURE_DIM)}
+        if self.features == "rich":
+            taps_end = FEATURE_DIM + sum(self.tap_dims)
+            parts.update(taps=(FEATURE_DIM, taps_end), colour=(taps_end, self.dim))
+        return parts
+
     # -- identity -----------------------------------------------------------------------------
     def spec(self) -> dict[str, Any]:
         import efficientnet_lite_pytorch

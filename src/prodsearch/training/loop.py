@@ -78,6 +78,8 @@ class TrainData:
     text_feats: torch.Tensor | None = None
     text_offsets: list[int] = field(default_factory=list)
     image_feats: torch.Tensor | None = None
+    # where each part of an image feature lies ({name: (start, stop)}, the encoder's feature_parts)
+    image_parts: dict[str, tuple[int, int]] | None = None
     preprocess: Callable[[Any], torch.Tensor] | None = None
     attributes: AttributeLabels | None = None
     activations: TowerActivations | None = None  # cached bottom of a partly unlocked image tower
@@ -400,7 +402,7 @@ class Trainer:
         """Fit the neighbour-titles transfer (:mod:`prodsearch.training.neighbours`) on the
         validation split and attach it to the model when it helps there. Returns what was tried."""
         from prodsearch.evaluation.protocols import DEPTH
-        from prodsearch.training.neighbours import fit_neighbour_titles
+        from prodsearch.training.neighbours import fit_neighbour_titles, key_mixes
 
         d = self.data
         self.model.eval()
@@ -419,6 +421,7 @@ class Trainer:
             q.cpu(),
             lambda queries, gallery: retrieval_metrics(queries, gallery, qk, dk, max_rank=DEPTH),
             len(qk),
+            mixes=key_mixes(d.image_feats.shape[1], d.image_parts),
         )
         if module is not None:
             self.model.neighbours = module.to(self.device)

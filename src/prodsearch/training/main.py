@@ -262,6 +262,7 @@ def prepare_data(
             progress=progress,
         )
         data.image_feats = torch.from_numpy(feats)
+        data.image_parts = enc.feature_parts() if hasattr(enc, "feature_parts") else None
         image_dim = data.image_feats.shape[1]
     return data, text_dim, image_dim
 
@@ -318,7 +319,8 @@ def warm_start(model: JointModel, run_dir: str | Path) -> None:
 def _log_neighbours(report: dict[str, Any]) -> None:
     if report.get("used"):
         log.info(
-            "neighbour titles: k=%d tau=%.2f beta=%.1f lift validation MRR %.4f -> %.4f (%d titles)",
+            "neighbour titles: %s keys, k=%d tau=%.3f beta=%.1f lift validation MRR %.4f -> %.4f (%d titles)",
+            report.get("keys", "encoded"),
             report["k"],
             report["tau"],
             report["beta"],
