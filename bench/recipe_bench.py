@@ -42,6 +42,7 @@ CATALOGS = {
 #: Recipe name -> training config overrides (on top of TrainConfig's defaults).
 RECIPES = {
     "default": {},
+    "heads": {"neighbour_titles": False},  # the trained heads alone (no neighbour titles)
     "pooled": {"image_features": "pooled", "loss": "contrastive"},  # last round's recipe (at native size)
     "rich-contrastive": {"loss": "contrastive"},
     "graded": {"graded_positives": 0.3},
@@ -262,7 +263,11 @@ def shopper_queries(products):
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--catalog", choices=sorted(CATALOGS), default="fashion")
+    ap.add_argument(
+        "--catalog",
+        default="fashion",
+        help=f"one of {sorted(CATALOGS)}, or a catalog file (CSV / JSONL / Parquet)",
+    )
     ap.add_argument("--recipes", default="default,pooled,rich-contrastive")
     ap.add_argument("--epochs", type=int, default=None, help="override every recipe's epochs")
     ap.add_argument("--threads", type=int, default=1)
@@ -277,7 +282,9 @@ def main(argv: list[str] | None = None) -> int:
     from prodsearch.training.config import from_dict
     from prodsearch.training.main import train
 
-    catalog = CATALOGS[args.catalog]
+    if args.catalog not in CATALOGS and not Path(args.catalog).is_file():
+        ap.error(f"--catalog: expected one of {sorted(CATALOGS)} or a catalog file, got {args.catalog!r}")
+    catalog = CATALOGS.get(args.catalog) or Path(args.catalog)
     products = list(read_catalog(catalog).products)[: args.max_products]
     shoppers = shopper_queries(products) if args.catalog == "grocery" else None
     out_root = args.out or Path(tempfile.mkdtemp(prefix="recipes-"))
