@@ -67,6 +67,9 @@ RECIPES = {
     "px320": {"image_size": 320},
     # a stronger attribute term (colour, type... of the catalog's own columns)
     "attr1": {"attribute_weight": 1.0},
+    # the attribute term on columns of at most 50 classes (the default before: it left out the
+    # fashion catalog's articleType, 121 classes)
+    "classes50": {"attribute_max_classes": 50},
     # hard in-batch negatives: each batch of 256 drawn from 8 (or 4) product types
     "hard8": {"batch_groups": 8},
     "hard4": {"batch_groups": 4},

@@ -129,13 +129,19 @@ def _pairs(attrs):
 
 
 def test_attribute_labels_from_training_items_only():
-    attrs = [{"colour": "Red", "sku": f"s{i}", "size": str(i // 2)} for i in range(6)] + [
-        {"colour": "blue ", "sku": f"s{i}", "size": str(i // 2)} for i in range(6, 12)
+    # notes: free text with two boilerplate values (2 products each) among 8 one-off texts
+    notes = ["fragile", "fragile", "gift", "gift"] + [f"note {i}" for i in range(8)]
+    attrs = [{"colour": "Red", "sku": f"s{i}", "size": str(i // 2), "notes": notes[i]} for i in range(6)] + [
+        {"colour": "blue ", "sku": f"s{i}", "size": str(i // 2), "notes": notes[i]} for i in range(6, 12)
     ]
     attrs.append({"colour": "Green", "sku": "s12"})  # only outside training
     pairs = _pairs(attrs)
     lab = attribute_labels(pairs, train=list(range(12)), max_classes=5, min_count=2)
     assert lab.classes == {"colour": ["blue", "red"]}
+    assert "cover 33%" in lab.skipped["notes"] and "free text" in lab.skipped["notes"]
+    # at a lower bar the two boilerplate values are classes
+    loose = attribute_labels(pairs, train=list(range(12)), max_classes=5, min_count=2, min_coverage=0.3)
+    assert loose.classes["notes"] == ["fragile", "gift"]
     assert lab.labels["colour"][:2] == [1, 1] and lab.labels["colour"][6] == 0
     assert lab.labels["colour"][12] == -1  # unseen class -> unknown
     assert lab.skipped["sku"].startswith("0 value(s)")  # identifiers: every value unique

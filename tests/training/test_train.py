@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pytest
@@ -39,6 +40,16 @@ def test_heads_run_lowers_loss_and_writes_every_artefact(tmp_path, products, ber
     split = json.loads((out / "split.json").read_text())
     assert sum(len(v) for v in split.values()) == len(products)
     assert res.epochs_run == 2 and res.step == rows[1]["step"] and "test_mrr" in res.test_metrics
+    # the run says which columns the attribute term classified (their values on >= 5 training
+    # products) and why not the others (one year on every product)
+    columns = json.loads((out / "run.json").read_text())["attribute_columns"]
+    train_ids = set(split["train"])
+    expected = {}
+    for col in ("colour", "kind", "gender"):
+        counts = Counter(p.attributes[col] for p in products if p.id in train_ids)
+        expected[col] = sum(n >= 5 for n in counts.values())
+    assert min(expected.values()) >= 2 and columns["classified"] == expected
+    assert columns["skipped"] == {"year": "1 value(s) on >= 5 training products"}
 
     emb = load_trained_embedder(out, factory=TinyFactory(bert_dir))
     assert emb.aligned and emb.text.dim == emb.image.dim == 8
@@ -92,12 +103,13 @@ def test_resume_continues_from_saved_step(tmp_path, products, bert_dir, monkeypa
 def test_resume_of_a_run_stored_before_the_attribute_classifier_option(
     tmp_path, products, bert_dir, monkeypatch
 ):
-    """Such a run trained linear attribute classifiers: resuming keeps them, whatever today's default."""
+    """Such a run trained linear attribute classifiers on every column with classes: resuming keeps
+    them, whatever today's defaults."""
     out = tmp_path / "run"
     cfg = TrainConfig(**{**FAST, "epochs": 1}, attribute_min_count=2, attribute_classifier="linear")
     train(None, out, cfg, products=products, factory=TinyFactory(bert_dir), progress=False)
     stored = json.loads((out / "config.json").read_text())
-    del stored["attribute_classifier"]
+    del stored["attribute_classifier"], stored["attribute_min_coverage"]
     (out / "config.json").write_text(json.dumps(stored))
     monkeypatch.setattr("prodsearch.training.main.TowerFactory", lambda: TinyFactory(bert_dir))
     monkeypatch.setattr(
@@ -112,6 +124,7 @@ def test_resume_of_a_run_stored_before_the_attribute_classifier_option(
         state["config"]["attribute_classifier"] == "linear"
         and "heads.0.weight" in state["losses"]["attribute"]
     )
+    assert state["config"]["attribute_min_coverage"] == 0.0  # no coverage bar before it existed
 
 
 def test_early_stopping_stops(tmp_path, products, bert_dir):

@@ -120,10 +120,20 @@ class TrainConfig:
         choices=("linear", "text"),
     )
     attribute_max_classes: int = _f(
-        50, "attribute columns with more distinct values than this are not classified", min=2
+        500,
+        "attribute columns with more classes than this are not classified (the fashion catalog's "
+        "article type has 121; classifying it lifts zero-shot type .80 -> .85)",
+        min=2,
     )
     attribute_min_count: int = _f(
         5, "attribute values seen on fewer training products than this are not a class", min=1
+    )
+    attribute_min_coverage: float = _f(
+        0.5,
+        "attribute columns whose classes cover less than this share of the training products that "
+        "fill them are free text and not classified",
+        min=0.0,
+        max=1.0,
     )
     graded_positives: float = _f(
         0.0,

@@ -254,28 +254,45 @@ class AttributeLabels:
 
 
 def attribute_labels(
-    pairs: PairSet, train: Sequence[int], *, max_classes: int = 50, min_count: int = 5
+    pairs: PairSet,
+    train: Sequence[int],
+    *,
+    max_classes: int = 500,
+    min_count: int = 5,
+    min_coverage: float = 0.5,
 ) -> AttributeLabels:
     """Classes of each categorical column, learned from the ``train`` items only.
 
     A value is a class when at least ``min_count`` training products carry it; a column is
-    classified when it then has 2..``max_classes`` classes (free text and identifiers have far more,
-    a constant column has one). Values are compared case- and space-insensitively.
+    classified when it then has 2..``max_classes`` classes and they cover at least
+    ``min_coverage`` of the training products that fill the column. Identifiers never repeat (no
+    class), a constant column has one; free text repeats only now and then (a few boilerplate
+    values: classes that cover a small share of the column). Values are compared case- and
+    space-insensitively.
     """
     counts: dict[str, dict[str, int]] = {}
     for i in train:
         for col, v in pairs.attributes[i].items() if pairs.attributes else ():
             key = " ".join(v.lower().split())
+            if not key:
+                continue
             counts.setdefault(col, {})
             counts[col][key] = counts[col].get(key, 0) + 1
     classes: dict[str, list[str]] = {}
     skipped: dict[str, str] = {}
     for col, c in counts.items():
         kept = sorted(v for v, n in c.items() if n >= min_count)
+        filled = sum(c.values())
+        covered = sum(c[v] for v in kept) / filled
         if len(kept) < 2:
             skipped[col] = f"{len(kept)} value(s) on >= {min_count} training products"
         elif len(kept) > max_classes:
             skipped[col] = f"{len(kept)} values > attribute_max_classes={max_classes}"
+        elif covered < min_coverage:
+            skipped[col] = (
+                f"its {len(kept)} values on >= {min_count} training products cover {covered:.0%} of "
+                f"the {filled} that fill it (< attribute_min_coverage={min_coverage:.0%}): free text"
+            )
         else:
             classes[col] = kept
     labels: dict[str, list[int]] = {}

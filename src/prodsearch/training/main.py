@@ -118,7 +118,7 @@ def build_model(
 
 
 #: Config fields added since runs were first stored, with the behaviour runs without them trained with.
-STORED_BEFORE = {"attribute_classifier": "linear"}
+STORED_BEFORE = {"attribute_classifier": "linear", "attribute_min_coverage": 0.0}
 
 #: Native input sizes of the image towers that can pick a size (the EfficientNet-Lite family).
 TOWER_SIZES = {f"efficientnet-{k}": v.native_size for k, v in VARIANTS.items()}
@@ -226,7 +226,11 @@ def prepare_data(
     live_text, live_image = live_sides(cfg)
     data = TrainData(pairs=pairs, split=split)
     data.attributes = attribute_labels(
-        pairs, split["train"], max_classes=cfg.attribute_max_classes, min_count=cfg.attribute_min_count
+        pairs,
+        split["train"],
+        max_classes=cfg.attribute_max_classes,
+        min_count=cfg.attribute_min_count,
+        min_coverage=cfg.attribute_min_coverage,
     )
     if data.attributes.skipped:
         log.info(
@@ -403,7 +407,7 @@ def train(
             out / "split.json", json.dumps({k: [pairs.ids[i] for i in v] for k, v in split.items()})
         )
     if dist.is_main:
-        _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="running")
+        _write_run_json(out, cfg, catalog, fingerprint, split, data, status="running")
     history, stopped = trainer.fit()
     test: dict[str, float] = {}
     neighbours: dict[str, Any] = {}
@@ -436,7 +440,7 @@ def train(
         seconds=round(time.perf_counter() - t_start, 2),
     )
     if dist.is_main:
-        _write_run_json(out, cfg, catalog, fingerprint, split, factory, status="done", result=result)
+        _write_run_json(out, cfg, catalog, fingerprint, split, data, status="done", result=result)
     leave_process_group(dist)
     return result
 
@@ -470,7 +474,7 @@ def _write_run_json(
     catalog,
     fingerprint: str,
     split,
-    factory,
+    data: TrainData,
     status: str,
     result: RunResult | None = None,
 ) -> None:
@@ -481,6 +485,11 @@ def _write_run_json(
         "split_sizes": {k: len(v) for k, v in split.items()},
         "freeze": cfg.freeze,
     }
+    if data.attributes is not None:  # which columns the attribute term classifies, and why not the others
+        summary["attribute_columns"] = {
+            "classified": {c: len(v) for c, v in data.attributes.classes.items()},
+            "skipped": dict(data.attributes.skipped),
+        }
     if result is not None:
         summary["result"] = {k: v for k, v in result.to_dict().items() if k != "history"}
     atomic_write_text(out / "run.json", json.dumps(summary, indent=2, default=str))
