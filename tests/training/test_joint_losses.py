@@ -134,11 +134,14 @@ def test_attribute_labels_from_training_items_only():
     attrs = [{"colour": "Red", "sku": f"s{i}", "size": str(i // 2), "notes": notes[i]} for i in range(6)] + [
         {"colour": "blue ", "sku": f"s{i}", "size": str(i // 2), "notes": notes[i]} for i in range(6, 12)
     ]
+    for i, a in enumerate(attrs):  # origin: blank on 8 products, one country on 4
+        a["origin"] = "Italy" if i >= 8 else " "
     attrs.append({"colour": "Green", "sku": "s12"})  # only outside training
     pairs = _pairs(attrs)
     lab = attribute_labels(pairs, train=list(range(12)), max_classes=5, min_count=2)
     assert lab.classes == {"colour": ["blue", "red"]}
-    assert "cover 33%" in lab.skipped["notes"] and "free text" in lab.skipped["notes"]
+    assert "cover 33%" in lab.skipped["notes"] and "too rare to learn" in lab.skipped["notes"]
+    assert lab.skipped["origin"].startswith("1 value(s)")  # a blank is unknown, not a class
     # at a lower bar the two boilerplate values are classes
     loose = attribute_labels(pairs, train=list(range(12)), max_classes=5, min_count=2, min_coverage=0.3)
     assert loose.classes["notes"] == ["fragile", "gift"]

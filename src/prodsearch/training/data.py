@@ -267,8 +267,8 @@ def attribute_labels(
     classified when it then has 2..``max_classes`` classes and they cover at least
     ``min_coverage`` of the training products that fill the column. Identifiers never repeat (no
     class), a constant column has one; free text repeats only now and then (a few boilerplate
-    values: classes that cover a small share of the column). Values are compared case- and
-    space-insensitively.
+    values: classes that cover a small share of the column), and so does a long tail of values
+    too rare to learn. Values are compared case- and space-insensitively; empty values are unknown.
     """
     counts: dict[str, dict[str, int]] = {}
     for i in train:
@@ -291,7 +291,8 @@ def attribute_labels(
         elif covered < min_coverage:
             skipped[col] = (
                 f"its {len(kept)} values on >= {min_count} training products cover {covered:.0%} of "
-                f"the {filled} that fill it (< attribute_min_coverage={min_coverage:.0%}): free text"
+                f"the {filled} that fill it (< attribute_min_coverage={min_coverage:.0%}): most of its "
+                "values are too rare to learn (free text or a long tail)"
             )
         else:
             classes[col] = kept
