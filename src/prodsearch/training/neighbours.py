@@ -1,10 +1,11 @@
 """Neighbour titles: a photo's joint embedding borrows the titles of the training photos most like it.
 
 The frozen features of a small ImageNet network tell look-alike photos apart far better than a head
-trained on them can name what a photo shows: on the fashion catalog a photo finds its own product
-at hit@1 .6 through those features, while the trained head names the article type of a held-out
-photo at .74. Photos of one product line, one brand's studio, one style in another colour lie close
-together in that space, and their titles say what the head cannot. So once the heads are trained,
+trained on them can describe a photo: on the fashion catalog a photo finds its own product at
+hit@1 .6 through those features, while the trained heads can only learn what the catalog's
+attribute columns and short titles teach them (type, colour, gender). Photos of one product line,
+one brand's studio, one style in another colour lie close together in that space, and their
+titles say what the heads cannot: the brand, the line, the style. So once the heads are trained,
 each photo's embedding gets, beside the head's output, the joint embeddings of the titles of its
 ``k`` nearest training photos (cosine of the head's input features), softmax-weighted::
 
