@@ -131,7 +131,7 @@ class TrainConfig:
     attribute_min_coverage: float = _f(
         0.5,
         "attribute columns whose classes cover less than this share of the training products that "
-        "fill them are free text and not classified",
+        "fill them are not classified (free text, or a long tail of values too rare to learn)",
         min=0.0,
         max=1.0,
     )
