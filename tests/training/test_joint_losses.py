@@ -138,7 +138,7 @@ def test_attribute_labels_from_training_items_only():
         a["origin"] = "Italy" if i >= 8 else " "
     attrs.append({"colour": "Green", "sku": "s12"})  # only outside training
     pairs = _pairs(attrs)
-    lab = attribute_labels(pairs, train=list(range(12)), max_classes=5, min_count=2)
+    lab = attribute_labels(pairs, train=list(range(12)), max_classes=5, min_count=2, min_coverage=0.5)
     assert lab.classes == {"colour": ["blue", "red"]}
     assert "cover 33%" in lab.skipped["notes"] and "too rare to learn" in lab.skipped["notes"]
     assert lab.skipped["origin"].startswith("1 value(s)")  # a blank is unknown, not a class

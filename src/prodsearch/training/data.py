@@ -257,11 +257,12 @@ def attribute_labels(
     pairs: PairSet,
     train: Sequence[int],
     *,
-    max_classes: int = 500,
-    min_count: int = 5,
-    min_coverage: float = 0.5,
+    max_classes: int,
+    min_count: int,
+    min_coverage: float,
 ) -> AttributeLabels:
-    """Classes of each categorical column, learned from the ``train`` items only.
+    """Classes of each categorical column, learned from the ``train`` items only (the bounds are
+    :class:`~prodsearch.training.config.TrainConfig`'s ``attribute_*`` fields, their one default).
 
     A value is a class when at least ``min_count`` training products carry it; a column is
     classified when it then has 2..``max_classes`` classes and they cover at least
