@@ -87,6 +87,24 @@ def test_image_queries_relevance_and_augmentation(tmp_path):
     assert np.array_equal(np.asarray(img), np.asarray(again))  # same seed, same query photo
 
 
+def test_composed_queries_ask_for_another_colour_of_the_type(tiny_corpus):
+    qs = P.composed_queries(tiny_corpus, FIELDS, seed=0)
+    assert qs.kind == "text+image"
+    # p3 (Jeans) is skipped: no other jeans colour in the catalog
+    assert sorted(qs.source.tolist()) == [0, 1, 6]
+    by_source = dict(zip(qs.source.tolist(), range(len(qs)), strict=True))
+    for pos, colour, relevant in ((0, "blue", {2: 1}), (1, "blue", {2: 1}), (6, "red", {7: 1})):
+        text, photo = qs.queries[by_source[pos]]
+        assert (text, photo) == (colour, tiny_corpus.products[pos].image_path)
+        assert _relevant(qs, by_source[pos]) == relevant  # the type in that colour, never the source
+    # only products with a photo are found by a photo-anchored search, so only they make a colour
+    tiny_corpus.products[2].image_path = None
+    tiny_corpus.has_image[2] = False
+    assert sorted(P.composed_queries(tiny_corpus, FIELDS, seed=0).source.tolist()) == [6]
+    with pytest.raises(P.ProtocolSkipped, match="type and a colour"):
+        P.composed_queries(tiny_corpus, FieldChoice(type="type", colour=None))
+
+
 def test_augmented_photos_are_lazy_and_seeded(tiny_products):
     paths = [p.image_path for p in tiny_products[:3]]
     a, b = AugmentedPhotos(paths, seed=0), AugmentedPhotos(paths, seed=1)

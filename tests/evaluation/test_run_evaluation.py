@@ -76,7 +76,7 @@ def test_shared_catalog_small(shared_catalog, tmp_path):
 def test_an_index_is_also_scored_as_it_is_served(tiny_index, fake_embedder, tmp_path):
     """'served' is Engine.search itself; on an uncalibrated exact index its hybrid ranking is the
     evaluation's own RRF of the same signals (two implementations of one thing agree)."""
-    from prodsearch.evaluation.systems import ServedSystem
+    from prodsearch.evaluation.systems import ServedSystem, SignalSystem
     from prodsearch.search.engine import Engine
 
     res = run_evaluation(tiny_index, tmp_path / "r", embedder=fake_embedder, progress=False, max_queries=50)
@@ -89,3 +89,12 @@ def test_an_index_is_also_scored_as_it_is_served(tiny_index, fake_embedder, tmp_
         got = system.rank_positions(["red shirt", "leather bag"], "text", 5)
         for row, q in zip(got.tolist(), ["red shirt", "leather bag"], strict=True):
             assert [ids[p] for p in row if p >= 0] == [r.id for r in engine.search(q, k=5).results]
+        # photo + colour word: served as search serves it (photo-anchored); the exact systems say why not
+        photo = next(p for p in engine.store.iter_products() if p.image_path).image_path
+        queries = [("blue", photo), ("green", photo)]
+        got = system.rank_positions(queries, "text+image", 5)
+        for row, (text, image) in zip(got.tolist(), queries, strict=True):
+            want = [r.id for r in engine.search(text, image=image, k=5).results]
+            assert [ids[p] for p in row if p >= 0] == want
+        exact = SignalSystem("hybrid", ["lexical", "text", "image"], ids=ids)
+        assert "system 'served'" in exact.supports("text+image")

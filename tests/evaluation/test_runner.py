@@ -145,6 +145,7 @@ def test_report_shows_the_served_fusion_comparison(run, tmp_path, tiny_corpus):
     res = run(protocols=["title2image"])
     res["fusion"] = {
         "weights": {"image": {"image": 1.0, "joint": 0.5}, "text": {"joint": 1.0, "text": 0.5}},
+        "anchor_pool": 500,
         "comparison": {
             "text": {
                 "metric": "ndcg@10",
@@ -173,6 +174,7 @@ def test_report_shows_the_served_fusion_comparison(run, tmp_path, tiny_corpus):
     assert "| text | ndcg@10 | 30 | 120 | 0.8100 | 0.8600 | 0.0500 | [+0.0200, +0.0800] | - |" in md
     assert "| image | mrr | 25 | 120 | 0.4800 | 0.6000 | 0.1200 | [+0.0800, +0.1500] | 0.4800 |" in md
     assert "image: image=1, joint=0.5; text: joint=1, text=0.5" in page
+    assert "photo + text queries re-rank the photo's 500 nearest products" in md
     assert "<td>[+0.0800, +0.1500]</td>" in page and "<td>0.8600</td>" in page
 
 

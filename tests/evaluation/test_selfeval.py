@@ -34,7 +34,7 @@ def test_train_records_its_comparison_with_the_untuned_index(shop, tmp_path, mon
 
     got = json.loads((run / "run.json").read_text())["self_evaluation"]
     assert got["gallery"] == 240  # the whole catalog, not the 24-product test split
-    assert set(got["kinds"]) == {"text", "image"}
+    assert set(got["kinds"]) == {"text", "image", "text+image"}  # text+image: photo + colour word
     split = json.loads((run / "split.json").read_text())
     for kind, row in got["kinds"].items():
         assert 0 < row["queries"] <= len(split["test"]), kind

@@ -15,6 +15,7 @@ from prodsearch.search.calibration import (
     restrict,
     score_weights,
     signal_stats,
+    top_k_stable,
     verdict,
     z_matrix,
 )
@@ -51,6 +52,18 @@ def test_vectorised_scoring_equals_query_by_query_fusion(metric):
         fast = score_weights(z, g, jd.ideal, np.asarray([w["good"], w["noise"]]), metric)
         ref = fused_metric(jd, "calibrated", w, stats)
         assert fast == pytest.approx(ref, abs=1e-9)
+
+
+def test_top_k_by_partition_equals_the_stable_full_sort():
+    rng = np.random.default_rng(3)
+    # coarse values make ties everywhere, at the k-th place too; -inf is padding
+    fused = rng.integers(0, 6, size=(300, 40)).astype(np.float64)
+    fused[rng.random(fused.shape) < 0.2] = -np.inf
+    for k in (1, 10, 39, 40, 55):
+        ref = np.argsort(-fused, axis=1, kind="stable")[:, :k]
+        assert np.array_equal(top_k_stable(fused, k), ref), k
+    smooth = rng.normal(size=(50, 4000))
+    assert np.array_equal(top_k_stable(smooth, 10), np.argsort(-smooth, axis=1, kind="stable")[:, :10])
 
 
 def test_noise_signal_gets_zero_weight():
@@ -141,6 +154,15 @@ def test_verdict_warns_with_the_margin():
                 "untuned_calibrated": 0.61,
                 "calibrated": 0.66,
             },
+            # an index without a trained signal: its calibrated fusion below RRF is not a model's loss
+            "text+image": {
+                "metric": "ndcg@10",
+                "queries": 50,
+                "gallery": 900,
+                "untuned_rrf": 0.30,
+                "untuned_calibrated": 0.28,
+                "calibrated": 0.28,
+            },
         }
     }
     lines = verdict(cal)
@@ -179,3 +201,44 @@ def test_calibration_is_stored_and_drives_the_default_fusion(calibrated_engine):
     # the comparison on test queries never loses to equal-weight RRF by more than noise
     for row in cal["comparison"].values():
         assert row["calibrated"] >= row["rrf"] - 0.05
+
+
+def test_photo_plus_colour_queries_are_calibrated_as_search_serves_them(calibrated_engine):
+    """Photo + colour word queries get weights and an anchor-set size fitted on their own validation
+    queries, and the calibration ranks each of them exactly as search serves it: within the photo's
+    anchor set of that size (or another, restricted from the largest one judged), fused with the
+    stored weights and scales (the same-photo pin aside)."""
+    from prodsearch.evaluation.corpus import Corpus
+    from prodsearch.evaluation.fields import resolve_fields
+    from prodsearch.evaluation.protocols import composed_queries
+    from prodsearch.index.fusion import fuse
+    from prodsearch.index.types import Hits
+    from prodsearch.search.calibration import MIN_QUERIES, _positions, judge, split_params_for, within_pool
+
+    engine, cal = calibrated_engine
+    assert cal["validation"]["text+image"]["queries"] >= MIN_QUERIES
+    assert cal["comparison"]["text+image"]["metric"] == "ndcg@10"
+    tried = cal["anchor_pools_tried"]  # {size: validation nDCG@10 with that size's best weights}
+    assert tried[str(cal["anchor_pool"])] == max(tried.values())
+    products = list(engine.store.iter_products())
+    test = _positions(products, split_params_for(engine), "test")
+    judged = judge(engine, products, test, max_queries=12, seed=7)["text+image"]
+    qs = composed_queries(Corpus(products, test=test), resolve_fields(products), max_queries=12, seed=7)
+    assert len(judged) == len(qs) == 12
+    weights = {s: w for s, w in engine.fusion_weights("text+image").items() if w > 0}
+    stats = {s: tuple(v) for s, v in cal["stats"].items()}
+    for pool in (None, 30):  # the calibrated size (search's default), and a smaller one asked for
+        jd = within_pool(judged, pool or cal["anchor_pool"])
+        assert all(len(c) <= (pool or cal["anchor_pool"]) for c in jd.candidates)
+        for (text, photo), cand, vals in zip(qs.queries, jd.candidates, jd.values, strict=True):
+            lists = {}
+            for j, sig in enumerate(jd.signals):
+                seen = ~np.isnan(vals[j])
+                if sig in weights and seen.any():
+                    order = np.lexsort((cand[seen], -vals[j][seen]))
+                    lists[sig] = Hits(cand[seen][order], vals[j][seen][order])
+            fused, _ = fuse("calibrated", lists, weights, stats=stats)
+            judged_top = [p.id for p in engine.store.by_iids(fused.iids[:10].tolist())]
+            served = engine.search(text, image=photo, k=12, explain=True, anchor_pool=pool).results
+            served_top = [r.id for r in served if "same_photo" not in r.explanation.contributions][:10]
+            assert served_top == judged_top, (pool, text, photo)

@@ -10,6 +10,9 @@ plus their relevance judgements over the whole catalog) that every system is sco
 * ``image2product``: an augmented photo of a test product (crop, flip, downscale, JPEG); hit@1/@10
   and MRR of the same product (products with the byte-identical photo count as the same product),
   and precision@10 of products with the same type and colour.
+* ``composed``: "like this, but <colour>": the photo of a test product A plus a colour word c (one
+  of the colours A's type comes in, not A's own); relevant = every product with a photo of A's type
+  in colour c; nDCG@10, hit@10, precision@10. Queries are ``(text, photo path)`` pairs.
 
 The zero-shot classification protocol lives in :mod:`prodsearch.evaluation.zeroshot`.
 """
@@ -26,7 +29,7 @@ from prodsearch.evaluation.corpus import Corpus
 from prodsearch.evaluation.fields import FieldChoice
 from prodsearch.evaluation.qrels import AttributeQrels, Judgement, LabelQrels
 
-PROTOCOLS = ("title2image", "attributes", "image2product", "zeroshot")
+PROTOCOLS = ("title2image", "attributes", "image2product", "composed", "zeroshot")
 #: Ranked-list depth every system returns (MRR and mAP are computed within it).
 DEPTH = 100
 
@@ -38,7 +41,8 @@ class ProtocolSkipped(Exception):
 @dataclass
 class QuerySet:
     """Queries of one protocol. ``kind``: "text2image" (text queries ranked against image vectors only),
-    "text" (text queries, any signal) or "image" (photo queries). ``source`` (Q,): corpus position of
+    "text" (text queries, any signal), "image" (photo queries) or "text+image" (``(text, photo)``
+    pairs). ``source`` (Q,): corpus position of
     the product each query was made from (for slicing and examples)."""
 
     protocol: str
@@ -209,4 +213,60 @@ def image_queries(corpus: Corpus, fields: FieldChoice, *, max_queries: int = 200
         judgements,
         labels=[f"photo of {corpus.products[i].id}" for i in source],
         info=info,
+    )
+
+
+def composed_queries(
+    corpus: Corpus, fields: FieldChoice, *, max_queries: int = 2000, seed: int = 0
+) -> QuerySet:
+    """Photo of a test product + another colour its type comes in -> that type in that colour."""
+    _require_test(corpus, "composed")
+    if not (fields.type and fields.colour):
+        raise ProtocolSkipped("composed: needs both a type and a colour field (type_field / colour_field)")
+    t, c = corpus.attribute(fields.type), corpus.attribute(fields.colour)
+    keys = [
+        f"{a}\x1f{b}" if a is not None and b is not None and has else None
+        for a, b, has in zip(t, c, corpus.has_image, strict=True)
+    ]
+    pair = _codes(keys)
+    code_of = {k: int(code) for k, code in zip(keys, pair.tolist(), strict=True) if k is not None}
+    colours_of: dict[str, set[str]] = {}
+    for a, b, k in zip(t, c, keys, strict=True):
+        if k is not None:
+            colours_of.setdefault(a, set()).add(b)
+    rng = np.random.default_rng([seed, 5])
+    seen: set[str] = set()
+    source, targets, queries, labels = [], [], [], []
+    for pos in _shuffled(np.sort(corpus.test), seed, 6).tolist():
+        if keys[pos] is None:
+            continue
+        photo = corpus.products[pos].image_hash or corpus.products[pos].image_path
+        others = sorted(colours_of[t[pos]] - {c[pos]}, key=str.lower)
+        if photo in seen or not others:
+            continue
+        seen.add(photo)
+        colour = others[int(rng.integers(len(others)))]
+        source.append(pos)
+        targets.append(code_of[f"{t[pos]}\x1f{colour}"])
+        queries.append((colour.lower(), corpus.products[pos].image_path))
+        labels.append(f"photo of {corpus.products[pos].id} + {colour.lower()!r}")
+        if len(source) >= max_queries:
+            break
+    if not source:
+        raise ProtocolSkipped(
+            f"composed: no test product's type ({fields.type!r}) comes in another colour ({fields.colour!r})"
+        )
+    judgement = Judgement(
+        LabelQrels(pair, np.asarray(targets, dtype=np.int64)),
+        ["ndcg@10", "hit@10", "precision@10"],
+        eligible=corpus.has_image,
+    )
+    return QuerySet(
+        "composed",
+        "text+image",
+        queries,
+        np.asarray(source, dtype=np.int64),
+        [judgement],
+        labels=labels,
+        info={"queries": len(source), "fields": [fields.type, fields.colour]},
     )

@@ -54,7 +54,7 @@ def protocol_tables(result: dict) -> dict[str, tuple[list[str], list[list[str]]]
             cols = by_proto.setdefault(proto, [])
             if metric not in cols:
                 cols.append(metric)
-    order = ("title2image", "attributes", "image2product")
+    order = ("title2image", "attributes", "image2product", "composed")
     protos = sorted(by_proto, key=lambda p: (order.index(p) if p in order else len(order), p))
     for proto in protos:
         cols = by_proto[proto]
@@ -84,6 +84,8 @@ def fusion_table(result: dict, digits: int = 4) -> tuple[str, list[str], list[li
     if not fusion.get("comparison"):
         return None
     weights = "; ".join(f"{kind}: {format_weights(ws)}" for kind, ws in (fusion.get("weights") or {}).items())
+    if fusion.get("anchor_pool"):
+        weights += f"; photo + text queries re-rank the photo's {fusion['anchor_pool']} nearest products"
     return (weights, *comparison_table(fusion["comparison"], digits=digits))
 
 
@@ -356,10 +358,14 @@ def _examples_html(result: dict, corpus: Any) -> str:
 
             paths = [corpus.products[corpus.pos_of[s]].image_path for s in ex["source"]]
             photos = AugmentedPhotos(paths, seed=seed)
+        elif proto == "composed":  # the source product's own photo, with the colour word
+            photos = [corpus.products[corpus.pos_of[s]].image_path for s in ex["source"]]
         for qi, query in enumerate(ex["queries"]):
             block = ['<div class="ex">']
             if photos is not None:
                 block.append(_img_tag(_thumb(photos[qi]), "query photo"))
+                if proto == "composed":
+                    block.append(f"<b>{html.escape(query)}</b><br>")
             else:
                 block.append(f"<b>{html.escape(query)}</b><br>")
             for system, lists in ex["results"].items():

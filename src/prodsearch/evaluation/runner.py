@@ -71,6 +71,8 @@ def _build_queryset(
         return P.title2image(corpus, max_queries=max_queries, seed=seed)
     if name == "attributes":
         return P.attribute_queries(corpus, fields, max_queries=max_queries, seed=seed)
+    if name == "composed":
+        return P.composed_queries(corpus, fields, max_queries=max_queries, seed=seed)
     return P.image_queries(corpus, fields, max_queries=max_queries, seed=seed)
 
 

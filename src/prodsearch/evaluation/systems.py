@@ -26,7 +26,8 @@ from prodsearch.encoders.base import Embedder
 
 log = logging.getLogger(__name__)
 
-KINDS = ("text", "text2image", "image")
+#: Query kinds: text, a title ranked against photos only, a photo, a ``(text, photo)`` pair.
+KINDS = ("text", "text2image", "image", "text+image")
 #: Candidates each signal contributes before fusion (the engine's default).
 CANDIDATES = 200
 _BATCH = 64
@@ -189,6 +190,11 @@ class SignalSystem:
     # which signals serve which query kind
     def _reachable(self, kind: str) -> tuple[list[str], str]:
         aligned = self.emb is not None and self.emb.aligned
+        if kind == "text+image":
+            return (
+                [],
+                "photo + text queries are ranked by the index's photo-anchored search (system 'served')",
+            )
         if kind == "text2image" and len(self.signals) > 1:
             return [], "fuses several signals; title->image ranks image vectors only"
         have_vec = set(self.emb.vectors) if self.emb is not None else set()
@@ -264,7 +270,7 @@ class ServedSystem:
     def supports(self, kind: str) -> bool | str:
         if kind not in KINDS:
             raise ValueError(f"unknown query kind {kind!r}; expected one of {KINDS}")
-        if kind == "image" and "image" not in self.engine.vectors:
+        if kind in ("image", "text+image") and "image" not in self.engine.vectors:
             return "the index has no photo vectors"
         if kind == "text2image" and not self.engine.cross_modal:
             return "text queries reach photos only with an aligned or trained model (index --model RUN)"
@@ -280,6 +286,8 @@ class ServedSystem:
             q = queries[i]
             if kind == "image":
                 resp = self.engine.search(image=q, k=k)
+            elif kind == "text+image":
+                resp = self.engine.search(text=q[0], image=q[1], k=k)
             else:  # title->image: the photos alone, as the protocol asks of every system
                 resp = self.engine.search(text=q, k=k, mode="image" if kind == "text2image" else "hybrid")
             rows.append(np.asarray([self.pos_of.get(r.id, -1) for r in resp.results], dtype=np.int64))

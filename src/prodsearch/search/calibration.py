@@ -8,7 +8,11 @@ queries and hurt photo queries, or the reverse. So the weights are measured, not
    training package's group-level split (a trained model's own split when the index has one, so
    its training products never calibrate it): attribute queries ("{colour} {type}", graded 2/1, the
    evaluation's ``attributes`` protocol) for text, augmented product photos (the ``image2product``
-   protocol: crop, flip, downscale, JPEG -> the same product) for photos.
+   protocol: crop, flip, downscale, JPEG -> the same product) for photos, and a held-out
+   product's photo plus another colour its type comes in (the ``composed`` protocol: "like this,
+   but red" -> that type in red) for text+photo queries, ranked as search serves them (within the
+   photo's anchor set, search/compose.py). For these the anchor set's size is calibrated too
+   (:func:`best_pool`: each size of :data:`~prodsearch.search.compose.POOLS` with its best weights).
 2. Each query's per-signal candidate lists come from the engine itself
    (:meth:`Engine.signal_rankings`: what search fuses). Per signal, the mean and standard deviation
    of its values over all candidates are the score scale of calibrated fusion
@@ -21,8 +25,9 @@ queries and hurt photo queries, or the reverse. So the weights are measured, not
    calibrated), so a trained model that makes search worse is seen and said, with its margin.
 
 The result is stored in the index manifest (``settings["fusion"]``) and, for a trained model,
-in its run folder (``calibration.json``). Text+photo queries use, per signal, the larger of the
-text and photo weights (the photo anchors them, search/compose.py).
+in its run folder (``calibration.json``). A catalog without type and colour fields gives no
+text+photo queries; its text+photo weights are then, per signal, the larger of the text and photo
+weights.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ import numpy as np
 from prodsearch.catalog.schema import Product
 from prodsearch.evaluation import metrics as M
 from prodsearch.index.fusion import fuse, signal_values
+from prodsearch.search.compose import POOLS
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +74,9 @@ class Judged:
     values: list[np.ndarray]
     grades: list[np.ndarray]
     ideal: np.ndarray
+    #: photo + text queries: each candidate's rank among the query photo's nearest products (its
+    #: place in the anchor set, search/compose.py), so that smaller anchor sets can be judged too
+    anchor_rank: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.candidates)
@@ -115,13 +124,45 @@ def _grade_matrix(judged: Judged) -> np.ndarray:
     return g
 
 
-def score_weights(z: np.ndarray, grades: np.ndarray, ideal: np.ndarray, w: np.ndarray, metric: str) -> float:
-    """Mean metric of calibrated fusion with weights ``w`` (S,) over all queries (vectorised)."""
-    fused = np.where(np.isinf(z[..., 0]), -np.inf, (np.where(np.isinf(z), 0.0, z) * w).sum(-1))
+def top_k_stable(fused: np.ndarray, k: int) -> np.ndarray:
+    """Per row the positions of the ``k`` highest values, best first, ties in position order: the
+    first ``k`` of a stable descending argsort, found by a partition (rows tied at the k-th value
+    with a position left out fall back to the full sort)."""
+    n = fused.shape[1]
+    if k >= n:
+        return np.argsort(-fused, axis=1, kind="stable")[:, :k]
+    part = np.argpartition(-fused, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(fused, part, 1)
+    kth = vals.min(1, keepdims=True)
+    order = np.take_along_axis(part, np.lexsort((part, -vals), axis=1), 1)
+    tied = (fused == kth).sum(1) > (vals == kth).sum(1)
+    if tied.any():
+        order[tied] = np.argsort(-fused[tied], axis=1, kind="stable")[:, :k]
+    return order
+
+
+def score_weights(
+    z: np.ndarray,
+    grades: np.ndarray,
+    ideal: np.ndarray,
+    w: np.ndarray,
+    metric: str,
+    prepared: tuple[np.ndarray, np.ndarray] | None = None,
+) -> float:
+    """Mean metric of calibrated fusion with weights ``w`` (S,) over all queries (vectorised).
+    ``prepared``: :func:`prepare` of ``z``, when many weights are scored on the same ``z``."""
+    z0, pad = prepared if prepared is not None else prepare(z)
+    fused = z0 @ w
+    fused[pad] = -np.inf
     k = min(fused.shape[1], 10 if metric != "mrr" else DEPTH)
     # stable order: higher score first, then the candidate's position (lists are in iid order)
-    order = np.argsort(-fused, axis=1, kind="stable")[:, :k]
+    order = top_k_stable(fused, k)
     return float(metric_of(np.take_along_axis(grades, order, 1), ideal, metric).mean())
+
+
+def prepare(z: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``z`` with padding set to 0 (contiguous, for a matrix product) and the padding mask (Q, C)."""
+    return np.ascontiguousarray(np.where(np.isinf(z), 0.0, z)), np.isinf(z[..., 0])
 
 
 def best_weights(
@@ -130,12 +171,13 @@ def best_weights(
     """The grid combination with the best mean metric (ties: least weight on trained signals, then
     nearest to equal weights)."""
     z, grades = z_matrix(judged, stats), _grade_matrix(judged)
+    prepared = prepare(z)
     best: tuple[float, float, tuple[float, ...]] | None = None
     for combo in itertools.product(grid, repeat=len(judged.signals)):
         w = np.asarray(combo, dtype=np.float64)
         if w.max() <= 0 or (w.max() < max(grid)):  # scale-free: keep each direction once
             continue
-        m = score_weights(z, grades, judged.ideal, w, judged.metric)
+        m = score_weights(z, grades, judged.ideal, w, judged.metric, prepared)
         spread = float(np.abs(w / w.max() - 1.0).sum())
         # ties go to the least weight on a trained signal (learning must not make search worse
         # where the queries cannot tell), then to the weights nearest equal
@@ -222,20 +264,30 @@ def judge(
     seed: int = 0,
     signals: Sequence[str] | None = None,
 ) -> dict[str, Judged]:
-    """Attribute (text) and augmented-photo (image) queries from ``positions`` of ``products``,
-    with every signal's candidates from ``engine``. Query kinds that cannot be built are left out."""
+    """Attribute (text), augmented-photo (image) and photo + colour word (text+image) queries from
+    ``positions`` of ``products``, with every signal's candidates from ``engine``. Query kinds that
+    cannot be built are left out."""
     from prodsearch.evaluation.corpus import Corpus
     from prodsearch.evaluation.fields import resolve_fields
-    from prodsearch.evaluation.protocols import ProtocolSkipped, attribute_queries, image_queries
+    from prodsearch.evaluation.protocols import (
+        ProtocolSkipped,
+        attribute_queries,
+        composed_queries,
+        image_queries,
+    )
 
     corpus = Corpus(products, test=np.asarray(positions, dtype=np.int64))
     fields = resolve_fields(products)
     iid_of = dict(zip([p.id for p in products], engine.store.iid_of([p.id for p in products]), strict=True))
     pos_of_iid = {iid: i for i, iid in enumerate(iid_of[p.id] for p in products)}
-    builders = {"text": (attribute_queries, "ndcg@10"), "image": (image_queries, "mrr")}
+    builders = {
+        "text": (attribute_queries, "ndcg@10"),
+        "image": (image_queries, "mrr"),
+        "text+image": (composed_queries, "ndcg@10"),
+    }
     out: dict[str, Judged] = {}
     for kind, (build, metric) in builders.items():
-        if kind == "image" and "image" not in engine.vectors:
+        if kind != "text" and "image" not in engine.vectors:
             continue
         # a small split gives few queries: draw again with other seeds (other augmentations of the
         # same held-out photos, other attribute phrases) until MIN_QUERIES, up to ROUNDS draws
@@ -246,7 +298,7 @@ def judge(
             except ProtocolSkipped as err:
                 log.info("calibration: no %s queries (%s)", kind, err)
                 break
-            keep = [qi for qi in range(len(qs)) if kind == "image" or qs.queries[qi].lower() not in seen_text]
+            keep = [qi for qi in range(len(qs)) if kind != "text" or qs.queries[qi].lower() not in seen_text]
             seen_text.update(qs.queries[qi].lower() for qi in keep if kind == "text")
             rounds += [(qs, qi) for qi in keep]
             if len(rounds) >= min(max_queries, MIN_QUERIES) and (r > 0 or len(qs) >= MIN_QUERIES):
@@ -267,18 +319,30 @@ def judge_queries(
     signals: Sequence[str] | None = None,
 ) -> Judged | None:
     """:class:`Judged` of ``items`` (query, dense grades over the products at ``pos_of_iid``'s
-    positions) with every signal's candidates from ``engine``; ``None`` without any query."""
-    cands, vals, grades, ideals = [], [], [], []
-    names: list[str] | None = None
+    positions) with every signal's candidates from ``engine``; ``None`` without any query.
+    A text+image query is a ``(text, photo)`` pair, ranked within its photo's largest anchor set
+    tried (:data:`~prodsearch.search.compose.POOLS`)."""
+    from prodsearch.search.compose import anchor_set
+
+    ranked, anchors = [], []
     for query, dense in items:
-        ranks = engine.signal_rankings(
-            **({"text": query} if kind == "text" else {"image": query}), depth=DEPTH
+        if kind == "text+image":  # the largest anchor set tried; within_pool gives the smaller ones
+            ranks = engine.signal_rankings(
+                text=query[0], image=query[1], depth=DEPTH, anchor=True, anchor_pool=max(POOLS)
+            )
+            anchors.append(anchor_set(engine, query[1], None, max(POOLS)))
+        else:
+            ranks = engine.signal_rankings(
+                **({"text": query} if kind == "text" else {"image": query}), depth=DEPTH
+            )
+        ranked.append(({s: h for s, h in ranks.items() if signals is None or s in signals}, dense))
+    # every signal any query reached (a signal that found nothing for one query is NaN there)
+    names = sorted({s for ranks, _ in ranked for s in ranks})
+    cands, vals, grades, ideals, anchor_rank = [], [], [], [], []
+    for qi, (ranks, dense) in enumerate(ranked):
+        ids = np.unique(
+            np.concatenate([np.asarray(h.iids) for h in ranks.values()] or [np.zeros(0, np.int64)])
         )
-        if signals is not None:
-            ranks = {s: h for s, h in ranks.items() if s in signals}
-        if names is None:
-            names = sorted(ranks)
-        ids = np.unique(np.concatenate([np.asarray(ranks[s].iids) for s in names] or [np.zeros(0, int)]))
         ids = np.asarray([i for i in ids.tolist() if i in pos_of_iid], dtype=np.int64)
         v = np.full((len(names), len(ids)), np.nan)
         col = {i: c for c, i in enumerate(ids.tolist())}
@@ -294,9 +358,15 @@ def judge_queries(
         vals.append(v)
         grades.append(dense[[pos_of_iid[i] for i in ids.tolist()]].astype(np.int8))
         ideals.append(ideal_dcg(dense) if metric != "mrr" else 1.0)
+        if anchors:  # every candidate was ranked within the anchor set (the same search again)
+            place = {int(i): r for r, i in enumerate(anchors[qi].tolist())}
+            last = len(place)  # not found again (an approximate index): beyond every size tried
+            anchor_rank.append(np.asarray([place.get(i, last) for i in ids.tolist()], dtype=np.int64))
     if not names or not cands:
         return None
-    return Judged(metric, names, cands, vals, grades, np.asarray(ideals, dtype=np.float64))
+    return Judged(
+        metric, names, cands, vals, grades, np.asarray(ideals, dtype=np.float64), anchor_rank or None
+    )
 
 
 def merge(a: Judged | None, b: Judged | None) -> Judged | None:
@@ -314,9 +384,12 @@ def merge(a: Judged | None, b: Judged | None) -> Judged | None:
             out.append(w)
         return out
 
+    if (a.anchor_rank is None) != (b.anchor_rank is None):
+        raise ValueError("cannot merge photo + text queries with queries of another kind")
     return Judged(
         a.metric, names, a.candidates + b.candidates, widen(a) + widen(b), a.grades + b.grades,
         np.concatenate([a.ideal, b.ideal]),
+        None if a.anchor_rank is None else a.anchor_rank + (b.anchor_rank or []),
     )  # fmt: skip
 
 
@@ -389,12 +462,16 @@ def calibrate(
     weights: dict[str, dict[str, float]] = {}
     untuned_weights: dict[str, dict[str, float]] = {}
     fitted: dict[str, float] = {}
+    pool, pool_metrics = None, {}
+    if "text+image" in val and val["text+image"].anchor_rank is not None:
+        pool, pool_metrics = best_pool(val["text+image"], stats)
+        val["text+image"] = within_pool(val["text+image"], pool)
     for kind, jd in val.items():
         weights[kind], fitted[kind] = best_weights(jd, stats)
         plain = restrict(jd, UNTUNED)
         if plain.signals and plain.signals != jd.signals:
             untuned_weights[kind], _ = best_weights(plain, stats)
-    if "text" in weights and "image" in weights:
+    if "text+image" not in weights and "text" in weights and "image" in weights:
         sigs = set(weights["text"]) | set(weights["image"])
         weights["text+image"] = {
             s: max(weights["text"].get(s, 0.0), weights["image"].get(s, 0.0)) for s in sigs
@@ -410,6 +487,7 @@ def calibrate(
         },
         "split": vars(params),
         "gallery": len(products),
+        **({"anchor_pool": pool, "anchor_pools_tried": pool_metrics} if pool else {}),
         "interaction_queries": {k: len(j) for k, j in shoppers.items()},
     }
     result["comparison"] = compare(engine, products, params, result, max_queries=max_queries, seed=seed)
@@ -440,6 +518,8 @@ def compare(
     for kind, jd in test.items():
         if len(jd) == 0:
             continue
+        if kind == "text+image" and cal.get("anchor_pool"):  # every fusion within the served anchor set
+            jd = within_pool(jd, cal["anchor_pool"])
         untuned = [s for s in jd.signals if s in UNTUNED]
         equal_all = dict.fromkeys(jd.signals, 1.0)
         equal_untuned = dict.fromkeys(untuned, 1.0)
@@ -505,6 +585,12 @@ def format_comparison(cal: dict[str, Any]) -> str:
     lines = []
     for kind, w in cal.get("weights", {}).items():
         lines.append(f"fusion weights for {kind} queries: " + format_weights(w))
+    if cal.get("anchor_pool"):
+        tried = ", ".join(f"{n}: {m:.3f}" for n, m in (cal.get("anchor_pools_tried") or {}).items())
+        lines.append(
+            f"photo + text queries re-rank the photo's {cal['anchor_pool']} nearest products"
+            + (f" (validation nDCG@10 per size tried: {tried})" if tried else "")
+        )
     for kind, row in (cal.get("comparison") or {}).items():
         cols = [k for k in row if k not in ("metric", "queries", "gallery", "gain", "gain_ci")]
         lines.append(
@@ -523,19 +609,57 @@ def restrict(judged: Judged, signals: Sequence[str]) -> Judged:
     """The same queries with only ``signals``; candidates that only the others returned are dropped
     (fusion would never see them)."""
     keep = [j for j, s in enumerate(judged.signals) if s in signals]
-    cands, vals, grades = [], [], []
-    for c, v, g in zip(judged.candidates, judged.values, judged.grades, strict=True):
+    cands, vals, grades, ranks = [], [], [], []
+    for i, (c, v, g) in enumerate(zip(judged.candidates, judged.values, judged.grades, strict=True)):
         found = ~np.isnan(v[keep]).all(0) if keep else np.zeros(len(c), bool)
         cands.append(c[found])
         vals.append(v[keep][:, found])
         grades.append(g[found])
-    return Judged(judged.metric, [judged.signals[j] for j in keep], cands, vals, grades, judged.ideal)
+        if judged.anchor_rank is not None:
+            ranks.append(judged.anchor_rank[i][found])
+    return Judged(
+        judged.metric, [judged.signals[j] for j in keep], cands, vals, grades, judged.ideal, ranks or None
+    )
+
+
+def within_pool(judged: Judged, n: int) -> Judged:
+    """Photo + text queries judged within a larger anchor set, restricted to each query's
+    candidates among its photo's ``n`` nearest products (its anchor set of size ``n``)."""
+    if judged.anchor_rank is None:
+        raise ValueError("within_pool needs photo + text queries (judged with their anchor sets)")
+    cands, vals, grades, ranks = [], [], [], []
+    for c, v, g, r in zip(judged.candidates, judged.values, judged.grades, judged.anchor_rank, strict=True):
+        keep = r < n
+        cands.append(c[keep])
+        vals.append(v[:, keep])
+        grades.append(g[keep])
+        ranks.append(r[keep])
+    return Judged(judged.metric, list(judged.signals), cands, vals, grades, judged.ideal, ranks)
+
+
+def best_pool(
+    judged: Judged, stats: Mapping[str, tuple[float, float]], pools: Sequence[int] = POOLS
+) -> tuple[int, dict[str, float]]:
+    """The anchor-set size (of ``pools``) whose best weights score highest on photo + text queries
+    judged within the largest set (ties: the smaller set, faster to search); with every size's
+    score. Sizes beyond every query's candidates are the largest one's and are not tried."""
+    most = max((int(r.max()) + 1 for r in judged.anchor_rank or [] if len(r)), default=0)
+    tried: dict[int, float] = {}
+    for n in sorted(pools):
+        tried[n] = round(best_weights(within_pool(judged, n), stats)[1], 4)
+        if n >= most:
+            break
+    best = max(tried, key=lambda n: (tried[n], -n))
+    return best, {str(n): m for n, m in tried.items()}
 
 
 def verdict(cal: dict[str, Any] | None, margin: float = 0.005) -> list[str]:
-    """Lines warning where the index's fusion with every signal loses to its untuned signals alone."""
+    """Lines warning where the index's fusion with every signal loses to its untuned signals alone
+    (query kinds where a trained signal takes part: an untuned index has nothing to warn about)."""
     lines = []
     for kind, row in ((cal or {}).get("comparison") or {}).items():
+        if "gain" not in row:
+            continue
         base = max(row.get("untuned_rrf", 0.0), row.get("untuned_calibrated", 0.0))
         if row.get("calibrated", 0.0) < base - margin:
             lines.append(
@@ -558,6 +682,8 @@ __all__ = [
     "format_weights",
     "verdict",
     "best_weights",
+    "best_pool",
+    "within_pool",
     "score_weights",
     "restrict",
     "fused_scores",

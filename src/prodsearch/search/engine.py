@@ -275,6 +275,7 @@ class Engine:
         explain: bool = False,
         facets: Sequence[str] | bool | None = None,
         anchor: bool = True,
+        anchor_pool: int | None = None,
     ) -> SearchResponse:
         """Search by ``text``, ``image`` (PIL image, path or bytes) or both.
 
@@ -291,6 +292,8 @@ class Engine:
         vector times ``negative_weight`` is subtracted from the query vector (Marqo's negative terms).
         ``anchor``: in a photo+text query the photo picks the candidates and the text re-ranks them
         ("like this, but black"; :mod:`prodsearch.search.compose`); False mixes them freely.
+        ``anchor_pool``: how many of the photo's nearest products the text re-ranks (default: the
+        calibrated size, else :data:`prodsearch.search.compose.ANCHOR_POOL`).
         """
         text = text.strip() if isinstance(text, str) else text
         if not text and image is None:
@@ -307,6 +310,8 @@ class Engine:
             raise QueryError(f"k must be >= 1 and offset >= 0, got k={k}, offset={offset}")
         if not 0.0 <= image_weight <= 1.0:
             raise QueryError(f"image_weight must be in [0, 1], got {image_weight}")
+        if anchor_pool is not None and anchor_pool < 1:
+            raise QueryError(f"anchor_pool must be >= 1, got {anchor_pool}")
         query_kind = (
             "text+image" if (text and image is not None) else ("image" if image is not None else "text")
         )
@@ -345,6 +350,7 @@ class Engine:
             image_weight=image_weight,
             negative_weight=negative_weight,
             anchor=anchor,
+            anchor_pool=anchor_pool,
         )
         if rankings and all(len(h.iids) == 0 for h in rankings.values()):
             rest = tuple(x for x in reach if x not in want and x != "popularity")  # a prior, not an answer
@@ -352,6 +358,7 @@ class Engine:
                 more, more_vecs, more_pinned = retrieve(self,
                     text, image, rest, depth, filters, allowed, timings,
                     negative=negative, image_weight=image_weight, negative_weight=negative_weight, anchor=anchor,
+                    anchor_pool=anchor_pool,
                 )  # fmt: skip
                 rankings, qvecs, pinned = {**rankings, **more}, {**qvecs, **more_vecs}, pinned or more_pinned
                 w = {**w, **{x: 1.0 for x in rest}}
@@ -366,12 +373,21 @@ class Engine:
 
     @reading
     def signal_rankings(
-        self, text: str | None = None, image: Any = None, *, depth: int = CANDIDATES
+        self,
+        text: str | None = None,
+        image: Any = None,
+        *,
+        depth: int = CANDIDATES,
+        anchor: bool = False,
+        anchor_pool: int | None = None,
     ) -> dict[str, Any]:
-        """Each signal's own ranking of a hybrid query, before fusion (calibration, evaluation)."""
+        """Each signal's own ranking of a hybrid query, before fusion (calibration, evaluation);
+        ``anchor``: a photo+text query's rankings within the photo's anchor set (of ``anchor_pool``
+        products), as search serves it."""
         rankings, _, _ = retrieve(
-            self, text, image, MODE_SIGNALS["hybrid"], depth, None, None, {}, anchor=False
-        )
+            self, text, image, MODE_SIGNALS["hybrid"], depth, None, None, {}, anchor=anchor,
+            anchor_pool=anchor_pool,
+        )  # fmt: skip
         return rankings
 
     def _stored_vector(self, kind: str, iid: int) -> np.ndarray | None:

@@ -33,9 +33,12 @@ def retrieve(
     image_weight: float = 0.5,
     negative_weight: float = 1.0,
     anchor: bool = True,
+    anchor_pool: int | None = None,
 ) -> tuple[dict[str, Any], dict[str, np.ndarray], list[int]]:
     """Every signal in ``want`` that the query reaches, ranked to ``depth`` before fusion:
-    ``(rankings {signal: Hits}, query vectors {kind: (D,)}, pinned same-photo iids)``."""
+    ``(rankings {signal: Hits}, query vectors {kind: (D,)}, pinned same-photo iids)``.
+    ``anchor`` / ``anchor_pool``: a photo+text query ranked within the photo's anchor set
+    (search/compose.py) of that size."""
     rankings: dict[str, Any] = {}
     needs_vectors = any(s in want for s in ("text", "image", "joint")) or image is not None
     qvecs = (
@@ -46,7 +49,9 @@ def retrieve(
     if anchor and text and image is not None and "image" in engine.vectors:
         from prodsearch.search.compose import anchored_rankings
 
-        rankings = anchored_rankings(engine, text, image, want, qvecs, allowed, depth, timings)
+        rankings = anchored_rankings(
+            engine, text, image, want, qvecs, allowed, depth, timings, pool=anchor_pool
+        )
         want = ()  # already ranked, within the photo's anchor set
     if "lexical" in want and text:
         t = time.perf_counter()
