@@ -458,7 +458,9 @@ def calibrate(
     if not val:
         log.info("calibration skipped: fewer than %d validation queries", MIN_QUERIES)
         return None
-    stats = signal_stats(list(val.values()))
+    # one score scale per signal, from its candidate lists for text and photo queries: photo + text
+    # candidates lie inside anchor sets, a narrower sample that would shift the others' fusion
+    stats = signal_stats([j for k, j in val.items() if k != "text+image"] or list(val.values()))
     weights: dict[str, dict[str, float]] = {}
     untuned_weights: dict[str, dict[str, float]] = {}
     fitted: dict[str, float] = {}
