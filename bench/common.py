@@ -47,10 +47,15 @@ def dir_size_mb(path: Path) -> float:
 
 
 def git_rev() -> str:
+    """The short commit, with ``+changes`` when the code (src/, bench/) differs from it."""
     try:
-        return subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+        rev = subprocess.check_output(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True).strip()
+        changed = subprocess.run(
+            ["git", "diff", "--quiet", "HEAD", "--", "src", "bench"], cwd=ROOT, check=False
+        ).returncode
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
+    return rev + ("+changes" if changed else "")
 
 
 def table(rows: list[list[str]], header: list[str]) -> str:

@@ -1,22 +1,24 @@
 """Composed queries, "like this, but <colour>": the photo of product A plus a colour word should
-find products of A's type in that colour (issue 11, item 14).
+find products of A's type in that colour (issue 11, item 14; issue 8: calibrated weights).
 
     python bench/composed_bench.py --index INDEX [--queries 200] [--record]
 
-Queries: products A with a photo, each paired with a colour c != A's colour such that the index
-holds at least one other product of A's type in colour c (seeded). Relevant: same type as A and
-colour c. Systems: the photo anchor (default) and the free mix of photo and text vectors
-(``anchor=False``, the behaviour before issue 11), both in hybrid mode. Reported: hit@10 (a relevant
-product in the top 10), precision@10, and the shares of the top 10 with A's type and with colour c.
+Queries: the ``composed`` evaluation protocol (prodsearch.evaluation.protocols.composed_queries) on
+the index's held-out test split (its trained model's split, else the training defaults; the same
+products for an untuned and a trained index): a test product A with a photo, paired (seeded) with
+another colour c of A's type in the catalog. Relevant: A's type in colour c. Systems, all hybrid:
+the free mix of photo and text vectors (``anchor=False``, before issue 11); stop 20's photo anchor
+(the 200 nearest photos, per signal the larger of the calibrated text and photo weights); the photo
+anchor as served (anchor-set size and weights calibrated on validation photo + colour queries);
+``--pools``: other anchor-set sizes with the served weights. Reported: hit@10, precision@10,
+nDCG@10, the shares of the top 10 with A's type and with colour c.
 """
 
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -25,84 +27,85 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import record, table  # noqa: E402
 
 
-def make_queries(products, type_field: str, colour_field: str, n: int, seed: int):
-    by_type_colour: dict[tuple[str, str], set[str]] = defaultdict(set)
-    for p in products:
-        by_type_colour[(p.attributes.get(type_field, ""), p.attributes.get(colour_field, ""))].add(p.id)
-    colours_of_type: dict[str, set[str]] = defaultdict(set)
-    for t, c in by_type_colour:
-        if t and c:
-            colours_of_type[t].add(c)
-    rng = random.Random(seed)
-    pool = [
-        p
-        for p in products
-        if p.image_path and p.attributes.get(type_field) and p.attributes.get(colour_field)
-    ]
-    rng.shuffle(pool)
-    queries = []
-    for p in pool:
-        t, own = p.attributes[type_field], p.attributes[colour_field]
-        others = sorted(c for c in colours_of_type[t] if c != own and c.upper() != "NA")
-        if not others:
-            continue
-        c = rng.choice(others)
-        queries.append((p, c, by_type_colour[(t, c)]))
-        if len(queries) >= n:
-            break
-    return queries
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--index", type=Path, required=True)
     ap.add_argument("--queries", type=int, default=200)
-    ap.add_argument("--type-field", default="articleType")
-    ap.add_argument("--colour-field", default="baseColour")
+    ap.add_argument("--type-field", default=None, help="default: chosen as `prodsearch evaluate` does")
+    ap.add_argument("--colour-field", default=None, help="default: chosen as `prodsearch evaluate` does")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--pools", default="", help="also try these anchor-set sizes, e.g. 25,50,100")
     ap.add_argument("--record", action="store_true")
     args = ap.parse_args()
 
+    from prodsearch.evaluation.corpus import Corpus, split_test_positions
+    from prodsearch.evaluation.fields import resolve_fields
+    from prodsearch.evaluation.protocols import composed_queries
     from prodsearch.search import compose
+    from prodsearch.search.calibration import split_params_for
     from prodsearch.search.engine import Engine
 
     with Engine.open(args.index, lazy_model=False) as engine:
         products = list(engine.store.iter_products())
-        queries = make_queries(products, args.type_field, args.colour_field, args.queries, args.seed)
-        rows = []
-        systems = [
-            ("photo + text mixed (before)", False, None),
-            (f"photo anchor, pool {compose.ANCHOR_POOL}", True, None),
+        fields = resolve_fields(products, type_field=args.type_field, colour_field=args.colour_field)
+        test = split_test_positions(products, split_params_for(engine))
+        qs = composed_queries(Corpus(products, test=test), fields, max_queries=args.queries, seed=args.seed)
+        qrels = qs.judgements[0].qrels
+        systems = [("photo + text mixed (before issue 11)", False, None, None)]
+        cal = engine.calibration
+        if cal and {"text", "image"} <= set(cal["weights"]):
+            w_t, w_i = cal["weights"]["text"], cal["weights"]["image"]
+            larger = {s: max(w_t.get(s, 0.0), w_i.get(s, 0.0)) for s in set(w_t) | set(w_i)}
+            name = f"photo anchor {compose.ANCHOR_POOL}, larger of text/photo weights (stop 20)"
+            systems.append((name, True, compose.ANCHOR_POOL, larger))
+        pool = compose.anchor_pool(engine)
+        how = "calibrated" if cal and cal.get("anchor_pool") else "default"
+        systems.append((f"photo anchor {pool}, {how} weights (served)", True, None, None))
+        systems += [
+            (f"photo anchor {n}, {how} weights", True, int(n), None) for n in args.pools.split(",") if n
         ]
-        systems += [(f"photo anchor, pool {n}", True, int(n)) for n in args.pools.split(",") if n]
-        default_pool = compose.ANCHOR_POOL
-        for name, anchor, pool in systems:
-            compose.ANCHOR_POOL = pool or default_pool
-            hit, prec, type_share, colour_share, secs = [], [], [], [], []
-            for p, colour, relevant in queries:
+        rows = []
+        for name, anchor, pool, weights in systems:
+            hit, prec, ndcg, type_share, colour_share, secs = [], [], [], [], [], []
+            for qi, ((colour, photo), src) in enumerate(zip(qs.queries, qs.source.tolist(), strict=True)):
+                relevant = {products[i].id for i in np.nonzero(qrels.dense(qi))[0].tolist()}
                 t = time.perf_counter()
-                resp = engine.search(colour.lower(), image=p.image_path, k=10, anchor=anchor)
+                resp = engine.search(
+                    colour, image=photo, k=10, anchor=anchor, anchor_pool=pool, weights=weights
+                )
                 secs.append(time.perf_counter() - t)
                 top = resp.results
-                rel = [r.id in relevant for r in top]
-                hit.append(any(rel))
-                prec.append(sum(rel) / 10)
-                type_share.append(
-                    sum(r.attributes.get(args.type_field) == p.attributes[args.type_field] for r in top) / 10
+                rel = np.asarray([r.id in relevant for r in top], dtype=np.float64)
+                ideal = sum(1 / np.log2(i + 2) for i in range(min(10, len(relevant))))
+                hit.append(rel.any())
+                prec.append(rel.sum() / 10)
+                ndcg.append(float((rel / np.log2(np.arange(len(rel)) + 2)).sum() / ideal) if ideal else 0.0)
+                a_type = products[src].attributes.get(fields.type)
+                type_share.append(sum(r.attributes.get(fields.type) == a_type for r in top) / 10)
+                colour_share.append(
+                    sum(str(r.attributes.get(fields.colour, "")).lower() == colour for r in top) / 10
                 )
-                colour_share.append(sum(r.attributes.get(args.colour_field) == colour for r in top) / 10)
             rows.append([
-                name, str(len(queries)), f"{np.mean(hit):.3f}", f"{np.mean(prec):.3f}", f"{np.mean(type_share):.3f}",
-                f"{np.mean(colour_share):.3f}", f"{np.median(secs) * 1000:.0f}",
+                name, str(len(qs)), f"{np.mean(hit):.3f}", f"{np.mean(prec):.3f}", f"{np.mean(ndcg):.3f}",
+                f"{np.mean(type_share):.3f}", f"{np.mean(colour_share):.3f}", f"{np.median(secs) * 1000:.0f}",
             ])  # fmt: skip
         info = engine.info()
     body = (
-        f"Index: `{args.index}` ({info['products']} products, embedder {info['embedder']}, aligned "
-        f"{info['aligned']}); query = photo of product A + a colour word c (lower case); relevant = "
-        f"{args.type_field} of A and {args.colour_field} c; hybrid mode, k=10.\n\n"
+        f"Index: `{args.index}` ({info['products']} products = the gallery, embedder {info['embedder']}, "
+        f"aligned {info['aligned']}); query = photo of a test-split product A + a colour word c (lower "
+        f"case); relevant = {fields.type} of A and {fields.colour} c; hybrid mode, k=10.\n\n"
         + table(
-            rows, ["system", "queries", "hit@10", "precision@10", "A's type @10", "colour c @10", "p50 ms"]
+            rows,
+            [
+                "system",
+                "queries",
+                "hit@10",
+                "precision@10",
+                "nDCG@10",
+                "A's type @10",
+                "colour c @10",
+                "p50 ms",
+            ],
         )
     )
     print(body)

@@ -33,6 +33,8 @@ HEADLINE = [
     "attributes/map@100",
     "image2product/hit@1",
     "image2product/type_colour_precision@10",
+    "composed/ndcg@10",
+    "composed/precision@10",
 ]
 
 

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.record:
         note = (
             "Text queries: attribute queries from test-split products (graded, nDCG@10); image queries: "
-            "augmented test-split photos -> their product (MRR). Gallery = every product of the index. "
+            "augmented test-split photos -> their product (MRR); text+image queries: a test-split photo + "
+            "another colour its type comes in -> that type in that colour (nDCG@10, within the photo's "
+            "calibrated anchor set). Gallery = every product of the index. "
             "untuned_* use only lexical/text/image; only_* rank by one signal."
         )
         record_run("Fusion: RRF vs weighted sum vs calibrated", "fusion_bench.py", argv, note + "\n\n" + body)
