@@ -172,6 +172,32 @@ class NeighbourTitles(nn.Module):
             return torch.zeros(0, k), torch.zeros(0, k, dtype=torch.long)
         return torch.cat(sims), torch.cat(rows)
 
+    def titles(
+        self, sims: torch.Tensor, rows: torch.Tensor, k: int | None = None, tau: float | None = None
+    ) -> torch.Tensor:
+        """``(N, D)``: the softmax(cos / tau)-weighted titles of each photo's first ``k`` neighbours
+        (from :meth:`neighbours`), as one sparse ``(N, bank)`` x ``(bank, D)`` product. Neighbours
+        that do not exist (a bank smaller than k, or only identical photos) carry no weight."""
+        k = self.k if k is None else k
+        tau = self.tau if tau is None else tau
+        s, r = sims[:, :k], rows[:, :k]
+        w = torch.softmax(s / tau, dim=1).masked_fill(s <= -2.0, 0.0)
+        values = self.values.float().to(w.device)
+        n, kk = r.shape
+        index = torch.stack([torch.arange(n, device=r.device).repeat_interleave(kk), r.reshape(-1)])
+        weights = torch.sparse_coo_tensor(
+            index.to(w.device), w.reshape(-1), (n, len(values)), check_invariants=False
+        )
+        return torch.sparse.mm(weights, values)
+
+    @staticmethod
+    def combine(emb: torch.Tensor, titles: torch.Tensor, beta: float) -> torch.Tensor:
+        """The index's ``(N, 2D)`` photo vectors (the module docstring's ``v``) from the head's
+        ``(N, D)`` embeddings and :meth:`titles`: ``normalize(head + beta * titles)`` beside the head
+        alone, unit norm."""
+        head = F.normalize(emb.float(), dim=-1)
+        return torch.cat([F.normalize(head + beta * titles.to(head.device), dim=-1), head], dim=-1) / 2**0.5
+
     def mix(
         self,
         emb: torch.Tensor,
@@ -181,19 +207,9 @@ class NeighbourTitles(nn.Module):
         tau: float | None = None,
         beta: float | None = None,
     ) -> torch.Tensor:
-        """The index's ``(N, 2D)`` photo vectors (the module docstring's ``v``): the head's ``(N, D)``
-        embeddings plus ``beta`` x the softmax(cos / tau)-weighted titles of the first ``k``
-        neighbours (from :meth:`neighbours`), unit norm, beside the head's embeddings alone.
-        Neighbours that do not exist (a bank smaller than k, or only identical photos) carry no
-        weight."""
-        k = self.k if k is None else k
-        tau = self.tau if tau is None else tau
-        beta = self.beta if beta is None else beta
-        s, r = sims[:, :k], rows[:, :k]
-        w = torch.softmax(s / tau, dim=1).masked_fill(s <= -2.0, 0.0)
-        titles = (w.unsqueeze(-1) * self.values.float()[r]).sum(dim=1).to(emb.device)
-        head = F.normalize(emb.float(), dim=-1)
-        return torch.cat([F.normalize(head + beta * titles, dim=-1), head], dim=-1) / 2**0.5
+        """The index's ``(N, 2D)`` photo vectors: :meth:`combine` of :meth:`titles` (``k``, ``tau``)
+        with ``beta`` (each the fitted one when omitted)."""
+        return self.combine(emb, self.titles(sims, rows, k, tau), self.beta if beta is None else beta)
 
     @staticmethod
     def text(emb: torch.Tensor) -> torch.Tensor:
@@ -265,11 +281,15 @@ def fit_neighbour_titles(
     for name, weights in mixes.items():
         module = NeighbourTitles(keys, values, max(grid_k), grid_tau[0], 0.0, key_weights=weights)
         sims, rows = module.neighbours(gallery_feats, max(grid_k))
-        for k, tau, beta in itertools.product(grid_k, grid_tau, grid_beta):
-            m = score(module.text(queries), module.mix(gallery_emb, sims, rows, k, tau, beta))
-            tried.append({"keys": name, "k": k, "tau": tau, "beta": beta, "val_mrr": round(m["mrr"], 4)})
-            if best is None or m["mrr"] > best[0]:
-                best, chosen = (m["mrr"], name, k, tau, beta, m), module
+        text = module.text(queries)
+        for k, tau in itertools.product(grid_k, grid_tau):
+            titles = module.titles(sims, rows, k, tau)  # beta only scales them: mixed once per (k, tau)
+            for beta in grid_beta:
+                m = score(text, module.combine(gallery_emb, titles, beta))
+                tried.append({"keys": name, "k": k, "tau": tau, "beta": beta, "val_mrr": round(m["mrr"], 4)})
+                if best is None or m["mrr"] > best[0]:
+                    best, chosen = (m["mrr"], name, k, tau, beta, m), module
+            del titles
         del sims, rows
     report["tried"] = tried
     assert best is not None and chosen is not None
