@@ -588,7 +588,8 @@ def format_comparison(cal: dict[str, Any]) -> str:
     for kind, w in cal.get("weights", {}).items():
         lines.append(f"fusion weights for {kind} queries: " + format_weights(w))
     if cal.get("anchor_pool"):
-        tried = ", ".join(f"{n}: {m:.3f}" for n, m in (cal.get("anchor_pools_tried") or {}).items())
+        sizes = sorted((cal.get("anchor_pools_tried") or {}).items(), key=lambda nm: int(nm[0]))
+        tried = ", ".join(f"{n}: {m:.3f}" for n, m in sizes)
         lines.append(
             f"photo + text queries re-rank the photo's {cal['anchor_pool']} nearest products"
             + (f" (validation nDCG@10 per size tried: {tried})" if tried else "")
