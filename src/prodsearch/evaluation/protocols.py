@@ -64,6 +64,14 @@ def _codes(values: list[str | None]) -> np.ndarray:
     return np.asarray([-1 if v is None else table.setdefault(v, len(table)) for v in values], dtype=np.int64)
 
 
+def _pair_keys(types: list[str | None], colours: list[str | None]) -> list[str | None]:
+    """One key per (type, colour) pair of values (None where either is missing)."""
+    return [
+        f"{a}\x1f{b}" if a is not None and b is not None else None
+        for a, b in zip(types, colours, strict=True)
+    ]
+
+
 def _shuffled(positions: np.ndarray, seed: int, salt: int) -> np.ndarray:
     rng = np.random.default_rng([seed, salt])
     return positions[rng.permutation(len(positions))]
@@ -197,10 +205,7 @@ def image_queries(corpus: Corpus, fields: FieldChoice, *, max_queries: int = 200
     ]
     info: dict[str, Any] = {"queries": len(src), "augment": "crop+flip+downscale+jpeg"}
     if fields.type and fields.colour:
-        t, c = corpus.attribute(fields.type), corpus.attribute(fields.colour)
-        pair = _codes(
-            [f"{a}\x1f{b}" if a is not None and b is not None else None for a, b in zip(t, c, strict=True)]
-        )
+        pair = _codes(_pair_keys(corpus.attribute(fields.type), corpus.attribute(fields.colour)))
         judgements.append(Judgement(LabelQrels(pair, pair[src]), ["precision@10"], prefix="type_colour_"))
     else:
         info["type_colour_skipped"] = "needs both a type and a colour field"
@@ -224,10 +229,7 @@ def composed_queries(
     if not (fields.type and fields.colour):
         raise ProtocolSkipped("composed: needs both a type and a colour field (type_field / colour_field)")
     t, c = corpus.attribute(fields.type), corpus.attribute(fields.colour)
-    keys = [
-        f"{a}\x1f{b}" if a is not None and b is not None and has else None
-        for a, b, has in zip(t, c, corpus.has_image, strict=True)
-    ]
+    keys = [k if has else None for k, has in zip(_pair_keys(t, c), corpus.has_image, strict=True)]
     pair = _codes(keys)
     code_of = {k: int(code) for k, code in zip(keys, pair.tolist(), strict=True) if k is not None}
     colours_of: dict[str, set[str]] = {}
@@ -247,7 +249,7 @@ def composed_queries(
         seen.add(photo)
         colour = others[int(rng.integers(len(others)))]
         source.append(pos)
-        targets.append(code_of[f"{t[pos]}\x1f{colour}"])
+        targets.append(code_of[_pair_keys([t[pos]], [colour])[0]])
         queries.append((colour.lower(), corpus.products[pos].image_path))
         labels.append(f"photo of {corpus.products[pos].id} + {colour.lower()!r}")
         if len(source) >= max_queries:
