@@ -41,6 +41,7 @@ def main() -> None:
     from prodsearch.evaluation.corpus import Corpus, split_test_positions
     from prodsearch.evaluation.fields import resolve_fields
     from prodsearch.evaluation.protocols import composed_queries
+    from prodsearch.evaluation.qrels import score
     from prodsearch.search import compose
     from prodsearch.search.calibration import split_params_for
     from prodsearch.search.engine import Engine
@@ -50,7 +51,6 @@ def main() -> None:
         fields = resolve_fields(products, type_field=args.type_field, colour_field=args.colour_field)
         test = split_test_positions(products, split_params_for(engine))
         qs = composed_queries(Corpus(products, test=test), fields, max_queries=args.queries, seed=args.seed)
-        qrels = qs.judgements[0].qrels
         systems = [("photo + text mixed (before issue 11)", False, None, None)]
         cal = engine.calibration
         if cal and {"text", "image"} <= set(cal["weights"]):
@@ -64,30 +64,29 @@ def main() -> None:
         systems += [
             (f"photo anchor {n}, {how} weights", True, int(n), None) for n in args.pools.split(",") if n
         ]
+        pos_of = {p.id: i for i, p in enumerate(products)}
         rows = []
         for name, anchor, pool, weights in systems:
-            hit, prec, ndcg, type_share, colour_share, secs = [], [], [], [], [], []
-            for qi, ((colour, photo), src) in enumerate(zip(qs.queries, qs.source.tolist(), strict=True)):
-                relevant = {products[i].id for i in np.nonzero(qrels.dense(qi))[0].tolist()}
+            ranked, type_share, colour_share, secs = [], [], [], []
+            for (colour, photo), src in zip(qs.queries, qs.source.tolist(), strict=True):
                 t = time.perf_counter()
                 resp = engine.search(
                     colour, image=photo, k=10, anchor=anchor, anchor_pool=pool, weights=weights
                 )
                 secs.append(time.perf_counter() - t)
                 top = resp.results
-                rel = np.asarray([r.id in relevant for r in top], dtype=np.float64)
-                ideal = sum(1 / np.log2(i + 2) for i in range(min(10, len(relevant))))
-                hit.append(rel.any())
-                prec.append(rel.sum() / 10)
-                ndcg.append(float((rel / np.log2(np.arange(len(rel)) + 2)).sum() / ideal) if ideal else 0.0)
+                ranked.append([pos_of[r.id] for r in top] + [-1] * (10 - len(top)))
                 a_type = products[src].attributes.get(fields.type)
                 type_share.append(sum(r.attributes.get(fields.type) == a_type for r in top) / 10)
                 colour_share.append(
                     sum(str(r.attributes.get(fields.colour, "")).lower() == colour for r in top) / 10
                 )
+            # the protocol's own metrics, as `prodsearch evaluate` scores them
+            got = score(np.asarray(ranked, dtype=np.int64), qs.judgements[0])
             rows.append([
-                name, str(len(qs)), f"{np.mean(hit):.3f}", f"{np.mean(prec):.3f}", f"{np.mean(ndcg):.3f}",
-                f"{np.mean(type_share):.3f}", f"{np.mean(colour_share):.3f}", f"{np.median(secs) * 1000:.0f}",
+                name, str(len(qs)), f"{got['hit@10'].mean():.3f}", f"{got['precision@10'].mean():.3f}",
+                f"{got['ndcg@10'].mean():.3f}", f"{np.mean(type_share):.3f}", f"{np.mean(colour_share):.3f}",
+                f"{np.median(secs) * 1000:.0f}",
             ])  # fmt: skip
         info = engine.info()
     body = (
